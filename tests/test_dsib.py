@@ -1,0 +1,165 @@
+"""The DSIB tensor functions against independent formulations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal
+from torch.distributions import kl_divergence as reference_kl
+
+from captum_infocam.dsib import READOUTS, dual_streams, fit_dsib, kl_divergence, log1mexp
+
+
+def test_kl_matches_torch_distributions() -> None:
+    gen = torch.Generator().manual_seed(0)
+    alpha = torch.randn(2, 3, generator=gen) * 3
+    activations = torch.randn(2, 3, 4, 5, generator=gen) * 2 + 1
+    mean = torch.randn(1, 3, 1, 1, generator=gen)
+    std = torch.rand(1, 3, 1, 1, generator=gen) + 0.5
+    gate = torch.sigmoid(alpha)[..., None, None]
+    posterior = Normal(gate * activations + (1 - gate) * mean, (1 - gate) * std)
+    expected = reference_kl(
+        posterior, Normal(mean.expand_as(activations), std.expand_as(activations))
+    )
+    got = kl_divergence(alpha, (activations - mean) / std)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_kl_is_finite_when_gates_round_to_one() -> None:
+    alpha = torch.tensor([[40.0, -40.0]])
+    kl = kl_divergence(alpha, torch.ones(1, 2, 1, 1))
+    # λ = 1: log(1/(1-λ)) = 40 nats dominates; λ = 0: the posterior is the prior.
+    assert torch.isfinite(kl).all()
+    torch.testing.assert_close(
+        kl[0, 0, 0, 0], torch.tensor(0.5 * (1 + 2 * 40.0 - 1)), atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(kl[0, 1, 0, 0], torch.tensor(0.0), atol=1e-6, rtol=0)
+
+
+def test_log1mexp_matches_float64() -> None:
+    x = -torch.logspace(-6, 2, 200, dtype=torch.float64)
+    expected = torch.log(-torch.expm1(x))
+    torch.testing.assert_close(log1mexp(x.float()), expected.float(), rtol=1e-5, atol=1e-6)
+    assert torch.isfinite(log1mexp(torch.zeros(3))).all()
+
+
+def test_streams_follow_their_formulas_exactly() -> None:
+    activations = torch.tensor([[[[2.0]], [[4.0]]]])  # (1, 2, 1, 1)
+    gates = torch.tensor([[0.25, 1.0]])
+    mean = torch.tensor([[[[1.0]], [[-1.0]]]])
+    std = torch.tensor([[[[2.0]], [[3.0]]]])
+    noise = torch.tensor([0.5, -1.0]).view(2, 1, 1, 1, 1).expand(2, 1, 2, 1, 1)
+    streams = dual_streams(activations, gates, mean, std, noise)
+    assert streams.shape == (1, 2, 1, 2, 1, 1)
+    epsilon_d = mean.flatten() + std.flatten() * 0.5
+    epsilon_n = mean.flatten() + std.flatten() * -1.0
+    lam = gates.flatten()
+    a = activations.flatten()
+    torch.testing.assert_close(streams[0, 0, 0].flatten(), lam * a + (1 - lam) * epsilon_d)
+    torch.testing.assert_close(streams[0, 1, 0].flatten(), (1 - lam) * a + lam * epsilon_n)
+
+
+def test_discriminative_stream_is_distributed_as_the_posterior() -> None:
+    gen = torch.Generator().manual_seed(3)
+    activations = torch.tensor([[[[1.5]], [[-2.0]]]])
+    gates = torch.tensor([[0.3, 0.8]])
+    mean = torch.tensor([[[[0.5]], [[1.0]]]])
+    std = torch.tensor([[[[2.0]], [[0.5]]]])
+    noise = torch.randn(2, 200_000, 2, 1, 1, generator=gen)
+    z_d = dual_streams(activations, gates, mean, std, noise)[0, 0].flatten(1)
+    lam = gates.flatten()
+    torch.testing.assert_close(
+        z_d.mean(0), lam * activations.flatten() + (1 - lam) * mean.flatten(), atol=0.02, rtol=0
+    )
+    torch.testing.assert_close(z_d.std(0), (1 - lam) * std.flatten(), atol=0.02, rtol=0)
+
+
+def _linear_log_prob(weight: torch.Tensor):
+    """log p(y=0) of a GAP + linear two-class head over (N, C, H, W) maps."""
+
+    def log_prob(z: torch.Tensor) -> torch.Tensor:
+        logits = z.mean((2, 3)) @ weight.T
+        return logits.log_softmax(1)[:, 0]
+
+    return log_prob
+
+
+_SETTINGS = dict(n_samples=6, steps=10, lr=1.0, beta=1.0, gamma=1.0, alpha_init=5.0)
+
+
+def test_fit_is_deterministic_and_row_independent() -> None:
+    weight = torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    gen = torch.Generator().manual_seed(0)
+    activations = torch.rand(3, 4, 5, 5, generator=gen) + 0.5
+    ones = torch.ones(3, 4, 1, 1)
+    log_prob = _linear_log_prob(weight)
+
+    def fit(acts: torch.Tensor):
+        return fit_dsib(
+            acts,
+            log_prob,
+            0 * ones[: len(acts)],
+            ones[: len(acts)],
+            generator=torch.Generator().manual_seed(7),
+            **_SETTINGS,
+        )
+
+    batch = fit(activations)
+    again = fit(activations)
+    assert torch.equal(batch.gates, again.gates)
+    for i in range(3):
+        single = fit(activations[i : i + 1])
+        torch.testing.assert_close(single.gates, batch.gates[i : i + 1], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(single.loss_trace, batch.loss_trace[:, i : i + 1])
+
+
+def test_fit_reports_shapes_and_consistent_information() -> None:
+    weight = torch.tensor([[1.0, -1.0, 0.5], [0.0, 0.0, 0.0]])
+    activations = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    mean, std = torch.zeros(1, 3, 1, 1), torch.full((1, 3, 1, 1), 0.5)
+    fit = fit_dsib(activations, _linear_log_prob(weight), mean, std, **_SETTINGS)
+    assert fit.gates.shape == fit.bits.shape == (2, 3)
+    assert fit.information.shape == (2, 1, 4, 4)
+    assert fit.loss_trace.shape == (_SETTINGS["steps"], 2)
+    information = READOUTS["information"](fit, activations, mean, std)
+    torch.testing.assert_close(information.sum(1, keepdim=True), fit.information)
+    torch.testing.assert_close(information.sum((2, 3)), fit.bits)
+    torch.testing.assert_close(
+        READOUTS["gates"](fit, activations, mean, std), fit.gates[..., None, None] * activations
+    )
+    assert (fit.bits >= 0).all()
+    kl_nats = kl_divergence(fit.gate_logits, (activations - mean) / std).mean((1, 2, 3))
+    torch.testing.assert_close(fit.bits.sum(1) * math.log(2) / (3 * 16), kl_nats)
+
+
+@pytest.mark.parametrize(
+    ("settings", "why"),
+    [
+        (dict(beta=10.0, gamma=0.0), "compression alone closes every gate"),
+        (dict(lr=0.1), "too small a step never moves the gates"),
+    ],
+)
+def test_collapsed_fits_are_reported(settings: dict, why: str) -> None:
+    weight = torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    activations = torch.ones(1, 4, 6, 6)
+    mean, std = torch.zeros(1, 4, 1, 1), torch.ones(1, 4, 1, 1)
+    fit = fit_dsib(
+        activations,
+        _linear_log_prob(weight),
+        mean,
+        std,
+        generator=torch.Generator().manual_seed(0),
+        **{**_SETTINGS, **settings},
+    )
+    assert fit.collapsed.all(), why
+    healthy = fit_dsib(
+        activations,
+        _linear_log_prob(weight),
+        mean,
+        std,
+        generator=torch.Generator().manual_seed(0),
+        **_SETTINGS,
+    )
+    assert not healthy.collapsed.any()
