@@ -1,0 +1,18 @@
+"""InfoCAM (Information-weighted Class Activation Mapping) as a Captum plugin."""
+
+from captum_infocam.dsib import DSIBFit
+from captum_infocam.infocam import CollapsedFitWarning, InfoCAM
+from captum_infocam.layouts import ChannelsFirst, ChannelsLast, TokenGrid
+from captum_infocam.prior import PriorStatistics
+
+__all__ = [
+    "ChannelsFirst",
+    "ChannelsLast",
+    "CollapsedFitWarning",
+    "DSIBFit",
+    "InfoCAM",
+    "PriorStatistics",
+    "TokenGrid",
+]
+
+__version__ = "0.1.0"

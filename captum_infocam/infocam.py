@@ -1,0 +1,363 @@
+"""InfoCAM as a Captum ``LayerAttribution``."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Iterable, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from captum._utils.common import _format_additional_forward_args
+from captum._utils.gradient import _forward_layer_eval
+from captum._utils.typing import TargetType
+from captum.attr._utils.attribution import GradientAttribution, LayerAttribution
+from captum.log import log_usage
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from captum_infocam._context import preserved_buffers, seeded
+from captum_infocam._suffix import STRATEGIES, LayerSite, expand_rows, open_suffix
+from captum_infocam._targets import check_target, target_index
+from captum_infocam._validation import (
+    check_choice,
+    check_finite_tensor,
+    check_int,
+    check_real,
+    format_inputs,
+)
+from captum_infocam.dsib import READOUTS, DSIBFit, fit_dsib
+from captum_infocam.layouts import ChannelsFirst, LayerLayout
+from captum_infocam.likelihood import LIKELIHOODS, Likelihood, resolve_likelihood
+from captum_infocam.prior import PRIORS, PriorStatistics, PriorType, RunningMoments, prior_moments
+
+__all__ = ["CollapsedFitWarning", "InfoCAM"]
+
+#: The prior used when neither ``prior`` nor :meth:`InfoCAM.fit_statistics` gives one.
+DEFAULT_PRIOR = "zero"
+
+
+class CollapsedFitWarning(UserWarning):
+    """A DSIB fit closed every gate or moved none (see :attr:`DSIBFit.collapsed`)."""
+
+
+class InfoCAM(LayerAttribution, GradientAttribution):
+    r"""Information-weighted Class Activation Mapping.
+
+    InfoCAM weights the channels :math:`A_c` of a layer by what a Dual-Stream
+    Information Bottleneck (DSIB, :mod:`captum_infocam.dsib`) fitted to each
+    example lets through for the target, and returns
+
+    .. math::
+        \mathrm{InfoCAM} = \mathrm{ReLU}\Big(\sum_c w_c A_c\Big),
+        \qquad w_c = \lambda_c \text{ by default.}
+
+    The fit runs per example, batched over examples and noise draws, on the
+    device of the inputs. It only evaluates the part of the network after the
+    layer (traced with ``torch.fx`` where possible); no gradient of the output
+    with respect to the activations enters the weights, only gradients with
+    respect to the gate logits.
+
+    The weights and the map are the paper's (InfoCAM, 2026, whose abstract is
+    public); the loss, prior, read-outs and defaults are this package's choices,
+    documented in :mod:`captum_infocam.dsib` and :mod:`captum_infocam.prior`.
+
+    After each call, :attr:`last_fit` holds the fitted quantities
+    (:class:`~captum_infocam.dsib.DSIBFit`: gates, bits per channel, the
+    information map, the loss trace, the final loss terms and stream
+    probabilities) without a second fit.
+
+    Args:
+        forward_func (Callable): the model, or any function of the inputs that
+            returns its scores.
+        layer (torch.nn.Module): the layer to explain; its output (or input, see
+            ``attribute_to_layer_input``) must be ``(N, C, H, W)`` unless
+            ``reshape_transform`` maps it there.
+        device_ids (list[int], optional): device IDs, needed only if
+            ``forward_func`` applies a DataParallel model without being one.
+            Default: None
+        reshape_transform (LayerLayout, optional): converts the layer's value
+            to ``(N, C, H, W)`` maps and back, e.g.
+            :class:`~captum_infocam.layouts.TokenGrid` for ViT blocks or
+            :class:`~captum_infocam.layouts.ChannelsLast` for Swin blocks.
+            Default: the identity.
+        suffix_strategy (str, optional): how the fit runs the network after the
+            layer: ``"auto"`` (try ``"traced"``, then ``"hooked"``, then
+            ``"rerun"``, keeping the first that reproduces the model's output),
+            or one of them. Default: ``"auto"``
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        layer: nn.Module,
+        device_ids: Optional[list[int]] = None,
+        reshape_transform: Optional[LayerLayout] = None,
+        suffix_strategy: str = "auto",
+    ) -> None:
+        if not callable(forward_func):
+            raise TypeError("forward_func must be callable")
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
+        model = _owning_module(forward_func)
+        if model is not None and not any(m is layer for m in model.modules()):
+            raise ValueError(
+                f"layer must be a submodule of forward_func; {type(layer).__name__} "
+                f"is not among the modules of {type(model).__name__}"
+            )
+        if reshape_transform is not None and not isinstance(reshape_transform, LayerLayout):
+            raise TypeError(
+                "reshape_transform must have to_maps(value) and from_maps(maps, value) "
+                "(see captum_infocam.layouts)"
+            )
+        check_choice("suffix_strategy", suffix_strategy, ("auto", *STRATEGIES))
+        LayerAttribution.__init__(self, forward_func, layer, device_ids)
+        GradientAttribution.__init__(self, forward_func)
+        self.reshape_transform: LayerLayout = reshape_transform or ChannelsFirst()
+        self.statistics: Optional[PriorStatistics] = None
+        self.last_fit: Optional[DSIBFit] = None
+        self._model = model
+        self._site = LayerSite(forward_func, layer, device_ids, suffix_strategy)
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: Union[Tensor, tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        attr_dim_summation: bool = True,
+        n_samples: int = 10,
+        steps: int = 10,
+        lr: float = 1.0,
+        beta: float = 1.0,
+        gamma: float = 1.0,
+        alpha_init: float = 5.0,
+        prior: Optional[PriorType] = None,
+        readout: str = "gates",
+        likelihood: Union[str, Likelihood] = "softmax",
+        seed: Optional[int] = 0,
+    ) -> Tensor:
+        r"""
+        Args:
+            inputs (Tensor or tuple[Tensor, ...]): input for which the map is
+                computed; dimension 0 indexes examples.
+            target (int, tuple, Tensor, or list, optional): output indices to
+                explain, in Captum's ``TargetType`` forms; each must name one
+                output element per example. ``None`` only for outputs with one
+                element per example.
+                Default: None
+            additional_forward_args (Any, optional): further arguments of
+                ``forward_func``, passed after the inputs.
+                Default: None
+            attribute_to_layer_input (bool, optional): explain the layer's
+                (first) input instead of its output.
+                Default: False
+            relu_attributions (bool, optional): apply a ReLU to the result, as
+                InfoCAM is defined.
+                Default: True
+            attr_dim_summation (bool, optional): sum the weighted maps over
+                channels; ``False`` returns one map per channel.
+                Default: True
+            n_samples (int, optional): ``K``, noise draws per stream and step.
+                Default: 10
+            steps (int, optional): ``T``, Adam steps of the fit.
+                Default: 10
+            lr (float, optional): Adam's learning rate on the gate logits.
+                Default: 1.0
+            beta (float, optional): weight of the compression (mean KL) term.
+                Default: 1.0
+            gamma (float, optional): weight of the noise-stream term.
+                Default: 1.0
+            alpha_init (float, optional): initial gate logit (gates start at
+                :math:`\sigma(\alpha_0)`).
+                Default: 5.0
+            prior (str or PriorStatistics, optional): the noise prior, ``"zero"``
+                or ``"batch"`` (see :mod:`captum_infocam.prior`) or data-set
+                statistics. Default: the statistics of :meth:`fit_statistics`
+                if it was called, else ``"zero"``.
+            readout (str, optional): how the fit becomes channel maps: ``"gates"``
+                (:math:`\lambda_c A_c`), ``"bits"`` (:math:`\mathrm{bits}_c A_c`),
+                ``"standardized"`` or ``"information"`` (see
+                :data:`captum_infocam.dsib.READOUTS`).
+                Default: ``"gates"``
+            likelihood (str or Callable, optional): how the output becomes
+                :math:`\log p(y)`: ``"softmax"`` over dimension 1, ``"sigmoid"``
+                per output, or a callable ``(output, index) -> log p`` (see
+                :mod:`captum_infocam.likelihood`).
+                Default: ``"softmax"``
+            seed (int, optional): seed of the noise draws (and of any randomness
+                inside the model during the call); the caller's random state is
+                left unchanged. ``None`` draws from the global generator.
+                Default: 0
+
+        Returns:
+            *Tensor* of **attributions** with shape ``(N, 1, H, W)``, or
+            ``(N, C, H, W)`` if ``attr_dim_summation=False``, on the inputs'
+            device, in float32 (float64 for a float64 layer). Upsample with
+            :meth:`interpolate`.
+
+        Examples::
+
+            >>> model = torchvision.models.resnet18().eval()
+            >>> cam = InfoCAM(model, model.layer4)
+            >>> x = torch.randn(2, 3, 224, 224)
+            >>> attr = cam.attribute(x, target=[3, 7])  # (2, 1, 7, 7)
+            >>> up = InfoCAM.interpolate(attr, x.shape[-2:], "bilinear")
+            >>> cam.last_fit.bits.shape  # information per channel, in bits
+            torch.Size([2, 512])
+        """
+        inputs, num_examples = format_inputs(inputs)
+        additional_forward_args = _format_additional_forward_args(additional_forward_args)
+        check_target(target, num_examples)
+        for name, value in (
+            ("attribute_to_layer_input", attribute_to_layer_input),
+            ("relu_attributions", relu_attributions),
+            ("attr_dim_summation", attr_dim_summation),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+        check_int("n_samples", n_samples, 1)
+        check_int("steps", steps, 1)
+        check_real("lr", lr, 0.0, strict=True)
+        check_real("beta", beta, 0.0)
+        check_real("gamma", gamma, 0.0)
+        check_real("alpha_init", alpha_init, float("-inf"))
+        check_choice("readout", readout, READOUTS)
+        if seed is not None:
+            check_int("seed", seed, 0)
+        prior = self._resolve_prior(prior)
+        if isinstance(likelihood, str):
+            check_choice("likelihood", likelihood, LIKELIHOODS)
+        elif not callable(likelihood):
+            raise TypeError("likelihood must be a name or a callable (output, index) -> log p")
+        log_likelihood = resolve_likelihood(likelihood)
+
+        rows = 2 * n_samples
+        device = inputs[0].device
+        with preserved_buffers(self._model), seeded(seed, device) as generator:
+            suffix = open_suffix(
+                self._site, attribute_to_layer_input, inputs, additional_forward_args, rows
+            )
+            check_finite_tensor("the output of forward_func", suffix.output)
+            if likelihood == "softmax" and (suffix.output.dim() < 2 or suffix.output.shape[1] < 2):
+                raise ValueError(
+                    "likelihood='softmax' needs an output with at least two classes along "
+                    f"dimension 1, got shape {tuple(suffix.output.shape)}; use 'sigmoid'"
+                )
+            index = target_index(target, num_examples, suffix.output.shape, device)
+            maps = self.reshape_transform.to_maps(suffix.value)
+            if maps.dim() != 4:
+                raise ValueError(
+                    f"the layer's value has shape {tuple(suffix.value.shape)}; InfoCAM needs "
+                    "(N, C, H, W) maps: pass reshape_transform (see captum_infocam.layouts)"
+                )
+            fit_dtype = torch.promote_types(maps.dtype, torch.float32)
+            activations = maps.to(fit_dtype)
+            mean, std = prior_moments(prior, activations)
+            value_rows = expand_rows(suffix.value, rows, num_examples)
+            index_rows = index.repeat_interleave(rows, dim=0)
+
+            def log_prob(streams: Tensor) -> Tensor:
+                value = self.reshape_transform.from_maps(streams.to(maps.dtype), value_rows)
+                return log_likelihood(suffix(value).to(fit_dtype), index_rows)
+
+            with torch.enable_grad():
+                fit = fit_dsib(
+                    activations,
+                    log_prob,
+                    mean,
+                    std,
+                    n_samples=n_samples,
+                    steps=steps,
+                    lr=lr,
+                    beta=beta,
+                    gamma=gamma,
+                    alpha_init=alpha_init,
+                    generator=generator,
+                )
+        self.last_fit = fit
+        if bool(fit.collapsed.any()):
+            warnings.warn(
+                f"the DSIB fit collapsed for {int(fit.collapsed.sum())} of {num_examples} "
+                "example(s): every gate closed or none moved (see last_fit.collapsed); "
+                "check beta, lr and steps",
+                CollapsedFitWarning,
+                stacklevel=2,
+            )
+        attributions = READOUTS[readout](fit, activations, mean, std)
+        if attr_dim_summation:
+            attributions = attributions.sum(1, keepdim=True)
+        return F.relu(attributions) if relu_attributions else attributions
+
+    def fit_statistics(
+        self,
+        data: Iterable[Any],
+        additional_forward_args: Optional[object] = None,
+        attribute_to_layer_input: bool = False,
+        max_batches: Optional[int] = None,
+        show_progress: bool = False,
+    ) -> PriorStatistics:
+        r"""Estimates the prior's per-channel mean and standard deviation on a data set.
+
+        The result is kept in :attr:`statistics` and used by :meth:`attribute`
+        when it is given no ``prior``.
+
+        Args:
+            data (Iterable): batches: an input tensor, a tuple of input
+                tensors, or a list ``[inputs, labels, ...]`` as a ``DataLoader``
+                of a labelled data set yields (its first element is used).
+            additional_forward_args (Any, optional): as in :meth:`attribute`.
+                Default: None
+            attribute_to_layer_input (bool, optional): as in :meth:`attribute`.
+                Default: False
+            max_batches (int, optional): stop after this many batches.
+                Default: None (all)
+            show_progress (bool, optional): show a progress bar.
+                Default: False
+
+        Returns:
+            :class:`~captum_infocam.prior.PriorStatistics`.
+
+        Examples::
+
+            >>> cam = InfoCAM(model, model.layer4)
+            >>> cam.fit_statistics(val_loader, max_batches=20)
+            >>> attr = cam.attribute(x, target=y)  # uses the data-set prior
+        """
+        if max_batches is not None:
+            check_int("max_batches", max_batches, 1)
+        moments = RunningMoments()
+        additional_forward_args = _format_additional_forward_args(additional_forward_args)
+        with preserved_buffers(self._model), torch.no_grad():
+            for batch_index, batch in enumerate(tqdm(data, disable=not show_progress)):
+                if max_batches is not None and batch_index >= max_batches:
+                    break
+                inputs, _ = format_inputs(batch[0] if isinstance(batch, list) else batch)
+                (value,) = _forward_layer_eval(
+                    self.forward_func,
+                    inputs,
+                    self.layer,
+                    additional_forward_args,
+                    device_ids=self.device_ids,
+                    attribute_to_layer_input=attribute_to_layer_input,
+                )[:1]
+                moments.update(self.reshape_transform.to_maps(value))
+        self.statistics = moments.statistics()
+        return self.statistics
+
+    def _resolve_prior(self, prior: Optional[PriorType]) -> PriorType:
+        if prior is None:
+            return self.statistics if self.statistics is not None else DEFAULT_PRIOR
+        if isinstance(prior, PriorStatistics):
+            return prior
+        check_choice("prior", prior, PRIORS)
+        return prior
+
+
+def _owning_module(forward_func: Callable[..., Any]) -> Optional[nn.Module]:
+    """The module whose state a call may touch: the model, or a bound method's owner."""
+    if isinstance(forward_func, nn.Module):
+        return forward_func
+    owner = getattr(forward_func, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None

@@ -1,0 +1,188 @@
+"""Bad input raises before any work; the caller's model is left exactly as it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import Tensor, nn
+
+import captum_infocam.infocam as infocam_module
+from captum_infocam import InfoCAM
+from tests.conftest import ModelState, SmallCNN
+
+FAST = dict(n_samples=2, steps=2)
+pytestmark = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
+
+
+@pytest.fixture
+def no_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args, **kwargs):
+        raise AssertionError("the DSIB fit started before the bad input was reported")
+
+    monkeypatch.setattr(infocam_module, "fit_dsib", fail)
+
+
+class ForwardCounter:
+    def __init__(self, model: nn.Module) -> None:
+        self.calls = 0
+        self._handle = model.register_forward_pre_hook(self._count)
+
+    def _count(self, module: nn.Module, args: tuple) -> None:
+        self.calls += 1
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(target=[0, 1]), ValueError, "target list must have one entry per example"),
+        (dict(target=torch.tensor([0, 1])), ValueError, "target tensor must hold 1 or 3"),
+        (dict(target=1.5), TypeError, "target must be None, an int"),
+        (dict(target=torch.tensor([0.0, 1.0, 2.0])), TypeError, "target must hold integers"),
+        (dict(target=[0, (1,), 2]), ValueError, "target list must hold only integers"),
+        (dict(target=0, n_samples=0), ValueError, "n_samples must be >= 1"),
+        (dict(target=0, steps=0), ValueError, "steps must be >= 1"),
+        (dict(target=0, steps=2.0), TypeError, "steps must be an int"),
+        (dict(target=0, lr=0.0), ValueError, "lr must be finite and > 0"),
+        (dict(target=0, beta=-1.0), ValueError, "beta must be finite and >= 0"),
+        (dict(target=0, gamma=float("nan")), ValueError, "gamma must be finite"),
+        (dict(target=0, readout="max"), ValueError, "readout must be one of"),
+        (dict(target=0, prior="sample"), ValueError, "prior must be one of"),
+        (dict(target=0, likelihood="probit"), ValueError, "likelihood must be one of"),
+        (dict(target=0, likelihood=3), TypeError, "likelihood must be a name or a callable"),
+        (dict(target=0, seed=-1), ValueError, "seed must be >= 0"),
+        (dict(target=0, relu_attributions=1), TypeError, "relu_attributions must be a bool"),
+    ],
+)
+def test_bad_arguments_raise_before_the_model_runs(
+    kwargs: dict, error: type, message: str, small_cnn: SmallCNN, images: Tensor, no_fit: None
+) -> None:
+    counter = ForwardCounter(small_cnn)
+    try:
+        with pytest.raises(error, match=message):
+            InfoCAM(small_cnn, small_cnn.features).attribute(images, **kwargs)
+        assert counter.calls == 0
+    finally:
+        counter.remove()
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error", "message"),
+    [
+        (torch.full((2, 3, 8, 8), float("nan")), ValueError, "inputs contains NaN"),
+        ((torch.zeros(2, 3, 8, 8), torch.zeros(3, 3, 8, 8)), ValueError, "share their batch size"),
+        (torch.zeros(0, 3, 8, 8), ValueError, "non-empty batch dimension"),
+        ([torch.zeros(2, 3, 8, 8)], TypeError, "inputs must be a tensor"),
+    ],
+)
+def test_bad_inputs_raise_before_the_model_runs(
+    inputs, error: type, message: str, small_cnn: SmallCNN, no_fit: None
+) -> None:
+    with pytest.raises(error, match=message):
+        InfoCAM(small_cnn, small_cnn.features).attribute(inputs, target=0)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (3, "target index out of range"),
+        (-1, "target index out of range"),
+        ([0, 1, 7], "target index out of range"),
+        ((0, 1), "give 1 index"),
+        (None, "give 1 index"),
+    ],
+)
+def test_targets_the_output_cannot_hold_raise_before_the_fit(
+    target, message: str, small_cnn: SmallCNN, images: Tensor, no_fit: None
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        InfoCAM(small_cnn, small_cnn.features).attribute(images, target=target)
+
+
+def test_layer_outside_the_model_is_rejected_at_construction(small_cnn: SmallCNN) -> None:
+    with pytest.raises(ValueError, match="layer must be a submodule of forward_func"):
+        InfoCAM(small_cnn, nn.Conv2d(3, 3, 1))
+    with pytest.raises(TypeError, match=r"layer must be a torch\.nn\.Module"):
+        InfoCAM(small_cnn, "features")
+    with pytest.raises(ValueError, match="suffix_strategy must be one of"):
+        InfoCAM(small_cnn, small_cnn.features, suffix_strategy="fast")
+
+
+def test_layer_never_called_by_a_forward_function_is_reported(
+    small_cnn: SmallCNN, images: Tensor
+) -> None:
+    unused = nn.Conv2d(3, 3, 1)
+    with pytest.raises(ValueError, match="layer was not called during forward_func"):
+        InfoCAM(lambda x: small_cnn(x), unused).attribute(images, target=0)
+
+
+def test_non_4d_layer_needs_a_reshape_transform(
+    small_cnn: SmallCNN, images: Tensor, no_fit: None
+) -> None:
+    with pytest.raises(ValueError, match="pass reshape_transform"):
+        InfoCAM(small_cnn, small_cnn.head[1]).attribute(images, target=0)
+
+
+def test_scalar_outputs_need_the_sigmoid_likelihood(small_cnn: SmallCNN, images: Tensor) -> None:
+    def score(x: Tensor) -> Tensor:
+        return small_cnn(x)[:, 0]
+
+    cam = InfoCAM(score, small_cnn.features)
+    with pytest.raises(ValueError, match="use 'sigmoid'"):
+        cam.attribute(images)
+    attr = cam.attribute(images, likelihood="sigmoid", **FAST)
+    assert attr.shape == (3, 1, 16, 16)
+
+
+def _train_mode_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=4)
+    model.fc.weight.grad = torch.ones_like(model.fc.weight)  # a caller's pending gradient
+    model.layer1.requires_grad_(False)
+    model.train()
+    model.layer2.eval()
+    return model
+
+
+def test_a_call_leaves_the_model_bitwise_unchanged() -> None:
+    model = _train_mode_resnet()
+    state = ModelState.of(model)
+    attr = InfoCAM(model, model.layer3).attribute(torch.randn(2, 3, 32, 32), target=[0, 1], **FAST)
+    assert torch.isfinite(attr).all()
+    state.assert_unchanged(model)
+
+
+def _raise_on_call(module: nn.Module, error: BaseException, after: int):
+    """Makes ``module`` raise ``error`` the ``after``-th time it runs (a leaf, so a traced
+    suffix calls it too); returns the hook handle."""
+    calls = []
+
+    def hook(module: nn.Module, args: tuple) -> None:
+        calls.append(1)
+        if len(calls) >= after:
+            raise error
+
+    return module.register_forward_pre_hook(hook)
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("boom"), KeyboardInterrupt()], ids=["error", "interrupt"]
+)
+@pytest.mark.parametrize("after", [1, 3, 5], ids=["first-pass", "probing", "during-fit"])
+@pytest.mark.parametrize("strategy", ["auto", "hooked", "rerun"])
+def test_the_model_is_restored_when_the_forward_raises(
+    error: BaseException, after: int, strategy: str
+) -> None:
+    model = _train_mode_resnet()
+    handle = _raise_on_call(model.fc, error, after)
+    state = ModelState.of(model)
+    cam = InfoCAM(model, model.layer3, suffix_strategy=strategy)
+    try:
+        with pytest.raises(type(error)):
+            cam.attribute(torch.randn(2, 3, 32, 32), target=[0, 1], n_samples=2, steps=5)
+        state.assert_unchanged(model)
+    finally:
+        handle.remove()

@@ -1,0 +1,299 @@
+"""InfoCAM's Captum API: values on hand-computable models, invariances, conventions."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+import torchvision
+from captum.attr import LayerAttribution
+from captum.attr import visualization as viz
+from captum.metrics import sensitivity_max
+from torch import Tensor, nn
+
+from captum_infocam import CollapsedFitWarning, InfoCAM
+from tests.conftest import LinearHead, SmallCNN, coloured_squares
+
+FAST = dict(n_samples=4, steps=5)
+# Random-weight models carry no evidence for any class, so their fits may close every
+# gate; the tests that need a healthy fit use trained or hand-built models and say so.
+pytestmark = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
+
+
+def test_gates_order_channels_by_their_contribution() -> None:
+    # logit_0 = 3 mean(A_0) + 2 mean(A_1) + 1 mean(A_2) + 0 mean(A_3); logit_1 = 0.
+    model = LinearHead(torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])).eval()
+    x = torch.ones(1, 4, 6, 6)
+    cam = InfoCAM(model, model.layer)
+    attr = cam.attribute(x, target=0)
+    gates = cam.last_fit.gates[0]
+    assert gates[0] > gates[1] > gates[2] > gates[3]
+    assert gates[3] < 0.1, "a channel with no influence on the target must be switched off"
+    # The map is exactly ReLU(sum_c λ_c A_c).
+    torch.testing.assert_close(attr, torch.full((1, 1, 6, 6), float(gates.sum())))
+
+
+@pytest.mark.parametrize("readout", ["gates", "bits", "standardized", "information"])
+def test_per_channel_maps_sum_to_the_map(readout: str, small_cnn: SmallCNN, images: Tensor) -> None:
+    cam = InfoCAM(small_cnn, small_cnn.features)
+    summed = cam.attribute(images, target=1, readout=readout, relu_attributions=False, **FAST)
+    channels = cam.attribute(
+        images, target=1, readout=readout, relu_attributions=False, attr_dim_summation=False, **FAST
+    )
+    assert channels.shape == (3, 8, 16, 16)
+    torch.testing.assert_close(channels.sum(1, keepdim=True), summed)
+    with torch.no_grad():
+        activations = small_cnn.features(images)
+    fit = cam.last_fit
+    if readout == "gates":
+        torch.testing.assert_close(channels, fit.gates[..., None, None] * activations)
+    if readout == "bits":
+        torch.testing.assert_close(channels, fit.bits[..., None, None] * activations)
+
+
+def test_a_shifted_object_moves_the_map(trained_cnn: SmallCNN) -> None:
+    here, there = torch.zeros(2, 1, 3, 24, 24).unbind(0)
+    here[:, 1, 4:7, 5:8] = 2.0
+    there[:, 1, 13:16, 11:14] = 2.0  # the same green square, 9 rows down, 6 columns right
+    cam = InfoCAM(trained_cnn, trained_cnn.features)
+    maps = [cam.attribute(image, target=1)[0, 0] for image in (here, there)]
+    rows, cols = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+    peaks = [(m - m.median()).clamp_min(0) for m in maps]  # above the uniform background
+    centres = [torch.stack([(p * rows).sum(), (p * cols).sum()]) / p.sum() for p in peaks]
+    torch.testing.assert_close(centres[1] - centres[0], torch.tensor([9.0, 6.0]), atol=0.25, rtol=0)
+    # Convolutions commute with the shift away from the border; the map follows up to
+    # the different noise draws at the new positions.
+    shifted = torch.roll(maps[0], shifts=(9, 6), dims=(0, 1))[8:20, 8:20]
+    torch.testing.assert_close(
+        shifted, maps[1][8:20, 8:20], rtol=0, atol=0.05 * float(maps[1].max())
+    )
+
+
+def test_batch_of_n_equals_n_batches_of_one(small_cnn: SmallCNN, images: Tensor) -> None:
+    cam = InfoCAM(small_cnn, small_cnn.features)
+    targets = [0, 2, 1]
+    batch = cam.attribute(images, target=targets)
+    batch_gates = cam.last_fit.gates
+    for i, target in enumerate(targets):
+        single = cam.attribute(images[i : i + 1], target=target)
+        torch.testing.assert_close(single, batch[i : i + 1], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(cam.last_fit.gates, batch_gates[i : i + 1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "layer", "size"),
+    [
+        ("resnet18", lambda m: m.layer4, 2),
+        ("vgg11", lambda m: m.features[-3], 4),
+        ("mobilenet_v3_small", lambda m: m.features[-1], 2),
+    ],
+)
+def test_torchvision_models_give_finite_non_negative_maps(name: str, layer, size: int) -> None:
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    attr = InfoCAM(model, layer(model)).attribute(x, target=[1, 2], **FAST)
+    assert attr.shape == (2, 1, size, size)
+    assert torch.isfinite(attr).all() and (attr >= 0).all()
+
+
+def test_output_feeds_captum_visualisation(small_cnn: SmallCNN, images: Tensor) -> None:
+    attr = InfoCAM(small_cnn, small_cnn.features).attribute(images[:1], target=0, **FAST)
+    up = InfoCAM.interpolate(attr, images.shape[-2:], "bilinear")
+    assert up.shape == (1, 1, 16, 16)
+    figure, _ = viz.visualize_image_attr(
+        up[0].permute(1, 2, 0).numpy(),
+        images[0].permute(1, 2, 0).numpy(),
+        method="blended_heat_map",
+        sign="positive",
+        use_pyplot=False,
+    )
+    plt.close(figure)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [1, [1, 1, 1], torch.tensor(1), torch.tensor([1, 1, 1]), (1,), [(1,), (1,), (1,)]],
+    ids=["int", "list", "scalar-tensor", "tensor", "tuple", "list-of-tuples"],
+)
+def test_every_target_form_gives_the_same_map(target, small_cnn: SmallCNN, images: Tensor) -> None:
+    cam = InfoCAM(small_cnn, small_cnn.features)
+    reference = cam.attribute(images, target=1, **FAST)
+    torch.testing.assert_close(cam.attribute(images, target=target, **FAST), reference)
+
+
+def test_works_under_no_grad_on_a_frozen_model(small_cnn: SmallCNN, images: Tensor) -> None:
+    cam = InfoCAM(small_cnn, small_cnn.features)
+    reference = cam.attribute(images, target=0, **FAST)
+    for parameter in small_cnn.parameters():
+        parameter.requires_grad_(False)
+    with torch.no_grad():
+        frozen = cam.attribute(images.requires_grad_(), target=0, **FAST)
+    torch.testing.assert_close(frozen, reference)
+    assert not frozen.requires_grad
+
+
+def test_tuple_inputs_and_additional_forward_args() -> None:
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = SmallCNN()
+
+        def forward(self, a: Tensor, b: Tensor, scale: float) -> Tensor:
+            return self.net(a + b) * scale
+
+    torch.manual_seed(0)
+    model = TwoInputs().eval()
+    a, b = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    attr = InfoCAM(model, model.net.features).attribute(
+        (a, b), target=[0, 1], additional_forward_args=(2.0,), **FAST
+    )
+    single = InfoCAM(model.net, model.net.features)
+    # Doubling the logits is not the same model, so compare against the equivalent scaled head.
+    with torch.no_grad():
+        model.net.head[-1].weight.mul_(2.0)
+        model.net.head[-1].bias.mul_(2.0)
+    torch.testing.assert_close(attr, single.attribute(a + b, target=[0, 1], **FAST))
+
+
+@pytest.mark.parametrize(
+    ("layer", "to_input", "strategy"),
+    [
+        (lambda m: m.layer4, False, "traced"),
+        (lambda m: m.layer4, False, "hooked"),
+        (lambda m: m.layer4, False, "auto"),
+        # Inside a residual block the rest of the network also needs the block's input,
+        # which a hook cannot repeat: traced (with that input as a boundary) or rerun.
+        (lambda m: m.layer4[0].conv2, False, "traced"),
+        (lambda m: m.layer4[0].conv2, False, "auto"),
+        (lambda m: m.layer4[1].conv1, True, "traced"),
+        (lambda m: m.layer4[1].conv1, True, "auto"),
+    ],
+    ids=[
+        "stage-traced",
+        "stage-hooked",
+        "stage-auto",
+        "block-traced",
+        "block-auto",
+        "input-traced",
+        "input-auto",
+    ],
+)
+def test_suffix_strategies_give_the_same_maps(layer, to_input: bool, strategy: str) -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=5).eval()
+    x = torch.randn(2, 3, 64, 64)
+    reference = InfoCAM(model, layer(model), suffix_strategy="rerun").attribute(
+        x, target=[0, 3], attribute_to_layer_input=to_input, **FAST
+    )
+    cam = InfoCAM(model, layer(model), suffix_strategy=strategy)
+    attr = cam.attribute(x, target=[0, 3], attribute_to_layer_input=to_input, **FAST)
+    torch.testing.assert_close(attr, reference, rtol=1e-4, atol=1e-5 * float(reference.max()))
+    if strategy == "auto":
+        assert cam._site.chosen[to_input] == "traced"
+
+
+def test_auto_strategy_traces_when_it_can_and_falls_back_when_not() -> None:
+    class DataDependent(SmallCNN):
+        def forward(self, x: Tensor) -> Tensor:
+            features = self.features(x)
+            if features.sum() > 0:  # control flow on a value: torch.fx cannot trace it
+                features = features * 1.0
+            return self.head(features)
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    plain, data_dependent = SmallCNN().eval(), DataDependent().eval()
+    data_dependent.load_state_dict(plain.state_dict())
+    traced = InfoCAM(plain, plain.features)
+    hooked = InfoCAM(data_dependent, data_dependent.features)
+    torch.testing.assert_close(
+        traced.attribute(x, target=[0, 1], **FAST), hooked.attribute(x, target=[0, 1], **FAST)
+    )
+    assert traced._site.chosen == {False: "traced"}
+    assert hooked._site.chosen == {False: "hooked"}
+
+
+def test_batch_coupled_suffix_falls_back_to_rerun() -> None:
+    class ScaledByInput(SmallCNN):
+        # The suffix reads the raw input again: a hook substituting B*M rows meets B rows.
+        def forward(self, x: Tensor) -> Tensor:
+            return self.head(self.features(x)) * x.mean((1, 2, 3))[:, None]
+
+    torch.manual_seed(0)
+    model = ScaledByInput().eval()
+    x = torch.rand(2, 3, 8, 8) + 0.5
+    auto = InfoCAM(model, model.features)
+    attr = auto.attribute(x, target=[0, 1], **FAST)
+    assert auto._site.chosen[False] in {"traced", "rerun"}
+    rerun = InfoCAM(model, model.features, suffix_strategy="rerun").attribute(
+        x, target=[0, 1], **FAST
+    )
+    torch.testing.assert_close(attr, rerun)
+
+
+def test_fit_statistics_match_the_data_set_and_become_the_default(small_cnn: SmallCNN) -> None:
+    data = [torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    cam = InfoCAM(small_cnn, small_cnn.features)
+    x = data[0][:2]
+    before = cam.attribute(x, target=0, **FAST)
+    labelled = [[batch, torch.zeros(len(batch))] for batch in data]
+    statistics = cam.fit_statistics(labelled)
+    with torch.no_grad():
+        activations = torch.cat([small_cnn.features(batch) for batch in data])
+    std, mean = torch.std_mean(activations, dim=(0, 2, 3), correction=0)
+    torch.testing.assert_close(statistics.mean, mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(statistics.std, std, rtol=1e-5, atol=1e-6)
+    assert statistics.count == 12 * 8 * 8
+    after = cam.attribute(x, target=0, **FAST)
+    torch.testing.assert_close(after, cam.attribute(x, target=0, prior=statistics, **FAST))
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(cam.attribute(x, target=0, prior="zero", **FAST), before)
+
+
+def test_seed_gives_identical_maps_and_leaves_the_global_rng(
+    small_cnn: SmallCNN, images: Tensor
+) -> None:
+    cam = InfoCAM(small_cnn, small_cnn.features)
+    state = torch.random.get_rng_state()
+    first = cam.attribute(images, target=0, seed=3, **FAST)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(cam.attribute(images, target=0, seed=3, **FAST), first)
+    assert not torch.equal(cam.attribute(images, target=0, seed=4, **FAST), first)
+
+
+def test_works_under_captum_sensitivity_max(small_cnn: SmallCNN, images: Tensor) -> None:
+    cam = InfoCAM(small_cnn, small_cnn.features)
+
+    # sensitivity_max wants explanations shaped like its (tuple) inputs; a layer method
+    # returns one tensor (Captum's LayerGradCam too), so it is wrapped in a tuple.
+    def explain(inputs, **kwargs):
+        return (cam.attribute(inputs, **kwargs),)
+
+    sensitivity = sensitivity_max(explain, images, target=[0, 1, 2], n_perturb_samples=2, **FAST)
+    assert (
+        sensitivity.shape == (3,) and torch.isfinite(sensitivity).all() and (sensitivity > 0).all()
+    )
+
+
+def test_fit_does_not_collapse_on_a_trained_model(trained_cnn: SmallCNN) -> None:
+    x, y = coloured_squares(16, generator=torch.Generator().manual_seed(5))
+    assert (trained_cnn(x).argmax(1) == y).float().mean() > 0.9, "the toy model did not learn"
+    cam = InfoCAM(trained_cnn, trained_cnn.features)
+    cam.attribute(x, target=y)
+    fit = cam.last_fit
+    assert not fit.collapsed.any()
+    assert (fit.p_discriminative > 0.5).float().mean() > 0.8, "the kept channels must still predict"
+    assert (fit.p_noise < fit.p_discriminative).all(), "the noise stream must carry less evidence"
+
+
+def test_collapse_is_reported_as_a_warning() -> None:
+    model = LinearHead(torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])).eval()
+    cam = InfoCAM(model, model.layer)
+    with pytest.warns(CollapsedFitWarning, match="collapsed for 1 of 1"):
+        cam.attribute(torch.ones(1, 4, 6, 6), target=0, beta=10.0, gamma=0.0)
+    assert cam.last_fit.collapsed.all()
+
+
+def test_interpolate_is_captums() -> None:
+    assert InfoCAM.interpolate is LayerAttribution.interpolate
