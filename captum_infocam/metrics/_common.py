@@ -1,0 +1,163 @@
+"""Shared plumbing of the metrics: saliency maps, target scores, chunked forwards.
+
+Everything stays on the inputs' device: indices are built with ``torch.arange``,
+chunks are sliced by Python integers that never come from a tensor, and no value
+is read back to the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from captum._utils.common import _format_additional_forward_args
+from captum._utils.typing import TargetType
+from torch import Tensor
+
+from captum_infocam._targets import check_target, select, target_index
+from captum_infocam._validation import check_int, format_inputs
+
+__all__ = [
+    "SCORE_FUNCTIONS",
+    "ScoreFunction",
+    "TargetScorer",
+    "higher_is_better",
+    "image_input",
+    "saliency_maps",
+]
+
+ScoreFunction = Callable[[Tensor], Tensor]
+
+#: How model outputs become the scores a metric compares: probabilities by default.
+SCORE_FUNCTIONS: dict[str, ScoreFunction] = {
+    "softmax": lambda output: output.softmax(1),
+    "sigmoid": torch.sigmoid,
+    "identity": lambda output: output,
+}
+
+
+def higher_is_better(value: bool) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Marks a metric function with ``higher_is_better = value``."""
+
+    def mark(function: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        function.higher_is_better = value  # type: ignore[attr-defined]
+        return function
+
+    return mark
+
+
+def image_input(inputs: Union[Tensor, tuple[Tensor, ...]]) -> Tensor:
+    """Checks and returns the single image batch ``(N, C, H, W)`` of ``inputs``."""
+    formatted, _ = format_inputs(inputs)
+    if len(formatted) != 1 or formatted[0].dim() != 4:
+        shapes = [tuple(x.shape) for x in formatted]
+        raise ValueError(f"inputs must be one (N, C, H, W) image batch, got shapes {shapes}")
+    return formatted[0]
+
+
+def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
+    """Turns attributions into min-max normalised maps ``(N, H, W)`` of the input size.
+
+    ``(N, C, h, w)`` attributions are summed over channels (``(N, h, w)`` taken as
+    is), upsampled bilinearly to ``size`` if needed, and scaled per example to
+    ``[0, 1]``; a constant map becomes all zeros.
+    """
+    if not isinstance(attributions, Tensor):
+        raise TypeError(f"attributions must be a tensor, got {type(attributions).__name__}")
+    if attributions.dim() == 3:
+        attributions = attributions[:, None]
+    if attributions.dim() != 4 or len(attributions) != num_examples:
+        raise ValueError(
+            f"attributions must be (N, C, h, w) or (N, h, w) with N = {num_examples}, "
+            f"got shape {tuple(attributions.shape)}"
+        )
+    if not attributions.is_floating_point():
+        attributions = attributions.float()
+    maps = attributions.sum(1, keepdim=True)
+    if tuple(maps.shape[-2:]) != tuple(size):
+        maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    maps = maps[:, 0].nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    low = maps.amin((1, 2), keepdim=True)
+    span = maps.amax((1, 2), keepdim=True) - low
+    return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
+
+
+def _resolve_score_fn(score_fn: Union[str, ScoreFunction]) -> ScoreFunction:
+    if callable(score_fn):
+        return score_fn
+    if not isinstance(score_fn, str) or score_fn not in SCORE_FUNCTIONS:
+        raise ValueError(
+            f"score_fn must be one of {sorted(SCORE_FUNCTIONS)} or a callable, got {score_fn!r}"
+        )
+    return SCORE_FUNCTIONS[score_fn]
+
+
+class TargetScorer:
+    """Scores batches of perturbed inputs at each example's target, in chunks.
+
+    Args:
+        forward_func (Callable): the model.
+        inputs (Tensor): the unperturbed images ``(N, C, H, W)``.
+        target (TargetType): Captum target, one output element per example.
+        additional_forward_args (Any): as in Captum; tensors with ``N`` rows are
+            indexed along with the examples they belong to.
+        score_fn (str or Callable): see :data:`SCORE_FUNCTIONS`.
+        max_examples_per_batch (int, optional): most inputs per forward pass.
+            Default: ``N``.
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        inputs: Tensor,
+        target: TargetType,
+        additional_forward_args: Any,
+        score_fn: Union[str, ScoreFunction],
+        max_examples_per_batch: Optional[int],
+    ) -> None:
+        if not callable(forward_func):
+            raise TypeError("forward_func must be callable")
+        num_examples = len(inputs)
+        check_target(target, num_examples)
+        if max_examples_per_batch is not None:
+            check_int("max_examples_per_batch", max_examples_per_batch, 1)
+        self.forward_func = forward_func
+        self.inputs = inputs
+        self.num_examples = num_examples
+        self.chunk = max_examples_per_batch or num_examples
+        self.score_fn = _resolve_score_fn(score_fn)
+        self.additional_forward_args = _format_additional_forward_args(additional_forward_args)
+        self._target = target
+        self._index: Optional[Tensor] = None
+
+    def _forward(self, batch: Tensor, examples: Tensor) -> Tensor:
+        extra = tuple(
+            arg[examples]
+            if isinstance(arg, Tensor) and arg.dim() and len(arg) == self.num_examples
+            else arg
+            for arg in self.additional_forward_args or ()
+        )
+        output = self.forward_func(batch, *extra)
+        if not isinstance(output, Tensor):
+            raise ValueError(f"forward_func must return a tensor, got {type(output).__name__}")
+        scores = self.score_fn(output)
+        if self._index is None:
+            self._index = target_index(self._target, self.num_examples, scores.shape, scores.device)
+        return select(scores, self._index[examples])
+
+    def score(self, total: int, make_batch: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Tensor:
+        """Scores ``total`` perturbed inputs, ``make_batch(jobs) -> (batch, examples)``.
+
+        ``jobs`` is a chunk of ``torch.arange(total)``; ``examples`` says which
+        example each row of ``batch`` perturbs. Returns scores of shape ``(total,)``.
+        """
+        jobs = torch.arange(total, device=self.inputs.device)
+        with torch.no_grad():
+            return torch.cat(
+                [self._forward(*make_batch(chunk)) for chunk in jobs.split(self.chunk)]
+            )
+
+    def original(self) -> Tensor:
+        """The target scores of the unperturbed inputs, shape ``(N,)``."""
+        return self.score(self.num_examples, lambda jobs: (self.inputs[jobs], jobs))
