@@ -1,0 +1,152 @@
+r"""Localisation: does the map fall on the object?
+
+Both metrics take the object as a mask ``(N, H, W)`` or as boxes
+``(x1, y1, x2, y2)`` in pixel coordinates (a pixel belongs to a box when its
+centre does; several boxes of one image form their union). Maps are upsampled to
+the mask and min-max normalised per example.
+
+* Energy-based pointing game (Wang et al., Score-CAM, 2020):
+  :math:`\sum_{p \in \text{object}} \hat L_p / \sum_p \hat L_p \in [0, 1]`. A
+  constant map spreads its energy evenly and scores the object's share of the
+  image.
+* Pointing game (Zhang et al., 2016): 1 if a maximum of the map lies within
+  ``tolerance`` pixels (Euclidean) of the object, else 0. Ties count as a hit if
+  any maximum is within the tolerance; a constant map points nowhere and scores 0.
+
+An image whose object has no pixel (an empty mask, or boxes outside the image)
+scores NaN, as in Quantus; average with ``torch.nanmean``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from captum_infocam._validation import check_int
+from captum_infocam.metrics._common import higher_is_better, saliency_maps
+
+__all__ = ["boxes_to_mask", "energy_pointing_game", "pointing_game"]
+
+Boxes = Union[Tensor, Sequence[Tensor]]
+
+
+def boxes_to_mask(boxes: Boxes, image_size: tuple[int, int]) -> Tensor:
+    """Returns the union of each image's boxes as a mask ``(N, H, W)``.
+
+    Args:
+        boxes (Tensor or sequence of Tensor): ``(N, 4)`` (one box per image) or
+            ``N`` tensors ``(k_i, 4)``, as ``(x1, y1, x2, y2)`` in pixels.
+        image_size (tuple[int, int]): ``(H, W)``.
+    """
+    if isinstance(boxes, Tensor):
+        if boxes.dim() == 2:
+            boxes = boxes[:, None]
+        if boxes.dim() != 3:
+            raise ValueError(f"boxes must be (N, 4) or (N, k, 4), got shape {tuple(boxes.shape)}")
+    height, width = image_size
+    masks = []
+    for image_boxes in boxes:
+        if (
+            not isinstance(image_boxes, Tensor)
+            or image_boxes.dim() != 2
+            or image_boxes.shape[1] != 4
+        ):
+            raise ValueError("each image's boxes must be a (k, 4) tensor of (x1, y1, x2, y2)")
+        centres_y = torch.arange(height, device=image_boxes.device) + 0.5
+        centres_x = torch.arange(width, device=image_boxes.device) + 0.5
+        x1, y1, x2, y2 = image_boxes.float().unbind(1)
+        rows = (centres_y >= y1[:, None]) & (centres_y <= y2[:, None])
+        cols = (centres_x >= x1[:, None]) & (centres_x <= x2[:, None])
+        masks.append((rows[:, :, None] & cols[:, None, :]).any(0))
+    return torch.stack(masks)
+
+
+def _object_mask(
+    mask: Optional[Tensor], boxes: Optional[Boxes], image_size: Optional[tuple[int, int]]
+) -> Tensor:
+    if (mask is None) == (boxes is None):
+        raise ValueError("give exactly one of mask and boxes")
+    if mask is not None:
+        if not isinstance(mask, Tensor) or mask.dim() not in (3, 4):
+            raise ValueError("mask must be a (N, H, W) or (N, 1, H, W) tensor")
+        return (mask[:, 0] if mask.dim() == 4 else mask) != 0
+    if image_size is None:
+        raise ValueError("image_size=(H, W) is needed with boxes")
+    return boxes_to_mask(boxes, image_size)  # type: ignore[arg-type]
+
+
+def _nan_where_empty(values: Tensor, region: Tensor) -> Tensor:
+    return torch.where(region.flatten(1).any(1), values, torch.full_like(values, float("nan")))
+
+
+@higher_is_better(True)
+def energy_pointing_game(
+    attributions: Tensor,
+    mask: Optional[Tensor] = None,
+    *,
+    boxes: Optional[Boxes] = None,
+    image_size: Optional[tuple[int, int]] = None,
+) -> Tensor:
+    """Share of the map's energy inside the object, per example, in ``[0, 1]``.
+
+    Args:
+        attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or ``(N, h, w)``.
+        mask (Tensor, optional): object mask ``(N, H, W)``, any non-zero value inside.
+        boxes (Tensor or sequence of Tensor, optional): instead of ``mask``; see
+            :func:`boxes_to_mask`.
+        image_size (tuple[int, int], optional): ``(H, W)``, needed with ``boxes``.
+
+    Returns:
+        Tensor ``(N,)`` on the attributions' device; NaN where the object is empty.
+    """
+    region = _object_mask(mask, boxes, image_size)
+    maps = saliency_maps(attributions, tuple(region.shape[-2:]), len(region))
+    region = region.to(maps.device)
+    total = maps.sum((1, 2))
+    inside = (maps * region).sum((1, 2))
+    uniform = region.to(maps.dtype).mean((1, 2))
+    share = torch.where(total > 0, inside / total.clamp_min(torch.finfo(total.dtype).tiny), uniform)
+    return _nan_where_empty(share, region)
+
+
+@higher_is_better(True)
+def pointing_game(
+    attributions: Tensor,
+    mask: Optional[Tensor] = None,
+    *,
+    boxes: Optional[Boxes] = None,
+    image_size: Optional[tuple[int, int]] = None,
+    tolerance: int = 15,
+) -> Tensor:
+    """1 where a maximum of the map lies within ``tolerance`` pixels of the object.
+
+    Args:
+        attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or ``(N, h, w)``.
+        mask (Tensor, optional): object mask ``(N, H, W)``.
+        boxes (Tensor or sequence of Tensor, optional): instead of ``mask``.
+        image_size (tuple[int, int], optional): ``(H, W)``, needed with ``boxes``.
+        tolerance (int, optional): radius in pixels. Default: 15
+
+    Returns:
+        Tensor ``(N,)`` of 0/1 on the attributions' device; NaN where the object
+        is empty.
+    """
+    check_int("tolerance", tolerance, 0)
+    region = _object_mask(mask, boxes, image_size)
+    maps = saliency_maps(attributions, tuple(region.shape[-2:]), len(region))
+    region = region.to(maps.device)
+    peak = maps.amax((1, 2), keepdim=True)
+    maxima = (maps == peak) & (peak > 0)  # a constant map normalises to zeros: no maximum
+    reach = region
+    if tolerance:
+        offsets = torch.arange(-tolerance, tolerance + 1, device=maps.device, dtype=maps.dtype)
+        disk = (offsets[:, None].square() + offsets[None, :].square() <= tolerance**2).to(
+            maps.dtype
+        )
+        near = F.conv2d(region[:, None].to(maps.dtype), disk[None, None], padding=tolerance)
+        reach = near[:, 0] > 0.5
+    hit = (maxima & reach).flatten(1).any(1).to(maps.dtype)
+    return _nan_where_empty(hit, region)

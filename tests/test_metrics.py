@@ -1,0 +1,440 @@
+"""Metrics: hand-computed values, agreement with independent implementations, properties."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import Tensor, nn
+
+from captum_infocam.metrics import (
+    average_drop,
+    average_gain,
+    average_increase,
+    boxes_to_mask,
+    confidence_metrics,
+    deletion_auc,
+    energy_pointing_game,
+    improved_average_drop,
+    improved_average_increase,
+    insertion_auc,
+    pointing_game,
+)
+from captum_infocam.metrics._common import saliency_maps
+
+ALL_FORWARD_METRICS = [
+    average_drop,
+    average_increase,
+    average_gain,
+    improved_average_drop,
+    improved_average_increase,
+    insertion_auc,
+    deletion_auc,
+]
+
+
+class PixelSum(nn.Module):
+    """Scores an image as ``[sum of its pixels / total, 0]`` (use ``score_fn="identity"``)."""
+
+    def __init__(self, total: float) -> None:
+        super().__init__()
+        self.total = total
+
+    def forward(self, x: Tensor) -> Tensor:
+        score = x.flatten(1).sum(1) / self.total
+        return torch.stack([score, torch.zeros_like(score)], 1)
+
+
+def test_confidence_metrics_by_hand() -> None:
+    x = torch.ones(1, 1, 2, 2)
+    # Min-max keeps this map as is: O = (1 + 0 + 0.5 + 0) / 4 of the full score.
+    attributions = torch.tensor([[[[1.0, 0.0], [0.5, 0.0]]]])
+    model = PixelSum(total=4.0)
+    kwargs = dict(target=0, score_fn="identity")
+    # Y = 1, O = 0.375, Y0 = 0.
+    torch.testing.assert_close(
+        average_drop(model, x, attributions, **kwargs), torch.tensor([0.625])
+    )
+    torch.testing.assert_close(
+        improved_average_drop(model, x, attributions, **kwargs), torch.tensor([0.625])
+    )
+    assert average_increase(model, x, attributions, **kwargs).item() == 0.0
+    # Against class 1 (always 0): Y = 0, nothing to drop, nothing gained.
+    assert average_drop(model, x, attributions, target=1, score_fn="identity").item() == 0.0
+
+
+def test_improved_drop_is_relative_to_removing_everything() -> None:
+    # Linear two-class model on the mean pixel: p(0) = sigmoid(2 * mean(x) - 1).
+    model = nn.Linear(4, 2, bias=True)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.5] * 4, [0.0] * 4]))
+        model.bias.copy_(torch.tensor([-1.0, 0.0]))
+    forward = lambda x: model(x.flatten(1))  # noqa: E731
+    x = torch.full((1, 1, 2, 2), 2.0)
+    attributions = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    y, o, y0 = (torch.sigmoid(torch.tensor(v)) for v in (3.0, 1.0, -1.0))
+    torch.testing.assert_close(
+        improved_average_drop(forward, x, attributions, target=0), ((y - o) / (y - y0)).view(1)
+    )
+    torch.testing.assert_close(
+        average_drop(forward, x, attributions, target=0), ((y - o) / y).view(1)
+    )
+    # Target 1 is the complement: its score rises from 1 - y to 1 - o.
+    torch.testing.assert_close(
+        average_gain(forward, x, attributions, target=1), ((y - o) / y).view(1)
+    )
+    assert average_increase(forward, x, attributions, target=1).item() == 1.0
+    assert (
+        improved_average_increase(forward, x, attributions, target=1, tolerance=0.5).item() == 0.0
+    )
+
+
+def test_deletion_and_insertion_by_hand() -> None:
+    values = torch.tensor([[[[4.0, 3.0], [2.0, 1.0]]]])
+    model = PixelSum(total=10.0)
+    kwargs = dict(target=0, n_steps=4, substrate="zero", score_fn="identity")
+    # Removing the largest first leaves 1, 0.6, 0.3, 0.1, 0 at fractions 0, 1/4, ..., 1.
+    deletion, curve = deletion_auc(model, values, values, return_curve=True, **kwargs)
+    torch.testing.assert_close(curve, torch.tensor([[1.0, 0.6, 0.3, 0.1, 0.0]]))
+    torch.testing.assert_close(deletion, torch.tensor([0.25 * (0.5 + 0.6 + 0.3 + 0.1)]))
+    insertion = insertion_auc(model, values, values, **kwargs)
+    torch.testing.assert_close(insertion, torch.tensor([0.25 * (0.4 + 0.7 + 0.9 + 0.5)]))
+    # The reversed map deletes the smallest first.
+    reversed_map = -values
+    torch.testing.assert_close(
+        deletion_auc(model, values, reversed_map, **kwargs),
+        torch.tensor([0.25 * (0.5 + 0.9 + 0.7 + 0.4)]),
+    )
+
+
+def test_pointing_games_by_hand() -> None:
+    attributions = torch.zeros(2, 1, 10, 10)
+    attributions[0, 0, 1, 1] = 3.0
+    attributions[0, 0, 6:8, 6:8] = 1.0
+    attributions[1, 0, 9, 9] = 1.0
+    mask = torch.zeros(2, 10, 10, dtype=torch.bool)
+    mask[:, 5:9, 5:9] = True
+    # Energy after min-max: sample 0 has 3 -> 1 outside and four 1/3 inside.
+    torch.testing.assert_close(
+        energy_pointing_game(attributions, mask), torch.tensor([(4 / 3) / (1 + 4 / 3), 0.0])
+    )
+    # The maximum of sample 0 at (1, 1) is sqrt(32) ~ 5.7 px from (5, 5); sample 1's at (9, 9)
+    # is 1.41 px from (8, 8).
+    torch.testing.assert_close(
+        pointing_game(attributions, mask, tolerance=0), torch.tensor([0.0, 0.0])
+    )
+    torch.testing.assert_close(
+        pointing_game(attributions, mask, tolerance=1), torch.tensor([0.0, 0.0])
+    )
+    torch.testing.assert_close(
+        pointing_game(attributions, mask, tolerance=2), torch.tensor([0.0, 1.0])
+    )
+    torch.testing.assert_close(
+        pointing_game(attributions, mask, tolerance=6), torch.tensor([1.0, 1.0])
+    )
+
+
+def test_boxes_are_the_union_of_pixel_centres_inside() -> None:
+    boxes = [
+        torch.tensor([[0.0, 0.0, 2.0, 1.0], [3.0, 3.0, 4.0, 4.0]]),
+        torch.tensor([[0.6, 0.0, 1.4, 4.0]]),
+    ]
+    mask = boxes_to_mask(boxes, (4, 4))
+    expected = torch.zeros(2, 4, 4, dtype=torch.bool)
+    expected[0, 0, 0:2] = True
+    expected[0, 3, 3] = True
+    expected[1, :, 1] = False  # centre 1.5 is outside [0.6, 1.4]
+    assert torch.equal(mask, expected)
+    one_each = boxes_to_mask(torch.tensor([[1.0, 1.0, 3.0, 3.0]]), (4, 4))
+    assert one_each.sum() == 4 and one_each[0, 1:3, 1:3].all()
+
+
+def test_constant_and_empty_cases_are_documented_values() -> None:
+    constant = torch.ones(2, 1, 4, 4)
+    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
+    mask[0, :2] = True
+    energy = energy_pointing_game(constant, mask)
+    assert energy[0].item() == 0.5 and torch.isnan(energy[1])
+    hits = pointing_game(constant, mask)
+    assert hits[0].item() == 0.0 and torch.isnan(hits[1])
+    outside = pointing_game(
+        constant, boxes=torch.tensor([[10.0, 10.0, 12.0, 12.0]] * 2), image_size=(4, 4)
+    )
+    assert torch.isnan(outside).all()
+
+
+# --- agreement with independent implementations ------------------------------------------
+
+
+def _classifier(seed: int = 0, classes: int = 4) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, classes),
+    ).eval()
+
+
+def _batch(n: int = 4, size: int = 12, seed: int = 1) -> tuple[Tensor, Tensor, list[int]]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, size, size, generator=gen)
+    maps = torch.rand(n, 1, size // 2, size // 2, generator=gen)
+    return x, maps, [i % 4 for i in range(n)]
+
+
+def test_drop_and_increase_agree_with_pytorch_grad_cam() -> None:
+    metrics = pytest.importorskip("pytorch_grad_cam.metrics.cam_mult_image")
+    targets_module = pytest.importorskip("pytorch_grad_cam.utils.model_targets")
+    model = _classifier()
+    x, maps, target = _batch()
+    cams = saliency_maps(maps, (12, 12), 4).numpy()
+    targets = [targets_module.ClassifierOutputSoftmaxTarget(t) for t in target]
+    theirs_drop = metrics.DropInConfidence()(x, cams, targets, model)
+    theirs_increase = metrics.IncreaseInConfidence()(x, cams, targets, model)
+    y = model(x).softmax(1)[torch.arange(4), target].detach()
+    # pytorch-grad-cam's drop is not divided by Y.
+    ours_drop = average_drop(model, x, maps, target=target) * y
+    np.testing.assert_allclose(ours_drop.numpy(), theirs_drop, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(
+        average_increase(model, x, maps, target=target).numpy(), theirs_increase
+    )
+
+
+class _GivenCams:
+    """torchcam's CAM-extractor protocol, returning maps given in advance."""
+
+    def __init__(self, model: nn.Module, cams: Tensor) -> None:
+        self.model, self.cams = model, cams
+
+    def __call__(self, class_idx, scores):
+        return [self.cams]
+
+    def fuse_cams(self, cams):
+        return cams[0]
+
+    def _hooks_off(self):
+        return contextlib.nullcontext()
+
+
+def test_drop_and_increase_agree_with_torchcam() -> None:
+    torchcam_metrics = pytest.importorskip("torchcam.metrics")
+    model = _classifier()
+    x, maps, target = _batch()
+    cams = saliency_maps(maps, (12, 12), 4)
+    metric = torchcam_metrics.ClassificationMetric(_GivenCams(model, cams), lambda z: z.softmax(-1))
+    metric.update(x, class_idx=target)
+    theirs = metric.summary()
+    assert average_drop(model, x, maps, target=target).mean().item() == pytest.approx(
+        theirs["avg_drop"], rel=1e-5, abs=1e-6
+    )
+    assert average_increase(model, x, maps, target=target).mean().item() == pytest.approx(
+        theirs["conf_increase"]
+    )
+
+
+@pytest.mark.parametrize("n_steps", [4, 9])
+def test_insertion_and_deletion_agree_with_torchcam(n_steps: int) -> None:
+    torchcam_metrics = pytest.importorskip("torchcam.metrics")
+    model = _classifier()
+    x, maps, target = _batch()
+    cams = saliency_maps(maps, (12, 12), 4)
+    metric = torchcam_metrics.DeletionInsertionMetric(
+        _GivenCams(model, cams), lambda z: z.softmax(-1), steps=n_steps, batch_size=7
+    )
+    metric.update(x, class_idx=target)
+    theirs = metric.summary()
+    kwargs = dict(target=target, n_steps=n_steps, substrate="zero")
+    assert deletion_auc(model, x, maps, **kwargs).mean().item() == pytest.approx(
+        theirs["deletion_auc"], rel=1e-5
+    )
+    assert insertion_auc(model, x, maps, **kwargs).mean().item() == pytest.approx(
+        theirs["insertion_auc"], rel=1e-5
+    )
+
+
+def test_localisation_agrees_with_quantus() -> None:
+    quantus = pytest.importorskip("quantus")
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.rand(6, 1, 10, 10, generator=gen).clamp_min(0.3) - 0.3  # min 0: min-max = by max
+    mask = torch.zeros(6, 1, 10, 10)
+    for i in range(6):
+        mask[i, 0, i : i + 4, 2 : 2 + i + 2] = 1
+    x = torch.rand(6, 3, 10, 10, generator=gen).numpy()
+    y = np.zeros(6, dtype=int)
+    theirs_pointing = quantus.PointingGame(disable_warnings=True)(
+        model=None, x_batch=x, y_batch=y, a_batch=maps.numpy(), s_batch=mask.numpy()
+    )
+    theirs_energy = quantus.AttributionLocalisation(disable_warnings=True)(
+        model=None, x_batch=x, y_batch=y, a_batch=maps.numpy(), s_batch=mask.numpy()
+    )
+    np.testing.assert_array_equal(
+        pointing_game(maps, mask, tolerance=0).numpy(),
+        np.asarray(theirs_pointing, dtype=np.float32),
+    )
+    np.testing.assert_allclose(energy_pointing_game(maps, mask).numpy(), theirs_energy, rtol=1e-5)
+
+
+# --- properties -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", ALL_FORWARD_METRICS, ids=lambda f: f.__name__)
+def test_chunked_and_unchunked_runs_agree(metric) -> None:
+    model = _classifier()
+    x, maps, target = _batch(n=5)
+    kwargs = dict(n_steps=6) if metric in (insertion_auc, deletion_auc) else {}
+    whole = metric(model, x, maps, target=target, **kwargs)
+    for chunk in (1, 3, 7):
+        torch.testing.assert_close(
+            metric(model, x, maps, target=target, max_examples_per_batch=chunk, **kwargs), whole
+        )
+    assert whole.shape == (5,) and whole.dtype == torch.float32
+
+
+@pytest.mark.parametrize("metric", ALL_FORWARD_METRICS, ids=lambda f: f.__name__)
+def test_float64_is_preserved(metric) -> None:
+    model = _classifier().double()
+    x, maps, target = _batch(n=2)
+    result = metric(model, x.double(), maps.double(), target=target)
+    assert result.dtype == torch.float64 and result.device == x.device
+
+
+def test_additional_forward_args_follow_their_examples() -> None:
+    model = _classifier()
+    x, maps, target = _batch(n=4)
+    scale = torch.tensor([1.0, 2.0, 0.5, 3.0])
+
+    def scaled(inputs: Tensor, factor: Tensor) -> Tensor:
+        return model(inputs) * factor[:, None]
+
+    separate = torch.cat(
+        [
+            deletion_auc(
+                lambda z, i=i: scaled(z, scale[i : i + 1].expand(len(z))),
+                x[i : i + 1],
+                maps[i : i + 1],
+                target=target[i],
+                n_steps=4,
+            )
+            for i in range(4)
+        ]
+    )
+    together = deletion_auc(
+        scaled,
+        x,
+        maps,
+        target=target,
+        additional_forward_args=(scale,),
+        n_steps=4,
+        max_examples_per_batch=3,
+    )
+    torch.testing.assert_close(together, separate)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    size=st.integers(3, 9),
+    map_size=st.integers(1, 9),
+    seed=st.integers(0, 2**16),
+    zero_map=st.booleans(),
+)
+def test_results_stay_within_their_documented_bounds(
+    n: int, size: int, map_size: int, seed: int, zero_map: bool
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, 3)).eval()
+    x = torch.randn(n, 3, size, size, generator=gen) * 3
+    maps = (
+        torch.zeros(n, 1, map_size, map_size)
+        if zero_map
+        else torch.randn(n, 1, map_size, map_size, generator=gen)
+    )
+    target = torch.randint(0, 3, (n,), generator=gen)
+    values = confidence_metrics(model, x, maps, target=target)
+    values["insertion"] = insertion_auc(model, x, maps, target=target, n_steps=3)
+    values["deletion"] = deletion_auc(model, x, maps, target=target, n_steps=3)
+    mask = torch.rand(n, size, size, generator=gen) > 0.5
+    values["energy"] = energy_pointing_game(maps, mask)
+    values["pointing"] = pointing_game(maps, mask, tolerance=1)
+    for name, value in values.items():
+        assert value.shape == (n,), name
+        finite = value[~torch.isnan(value)]
+        assert ((finite >= 0) & (finite <= 1)).all(), (name, value)
+        if name not in ("energy", "pointing"):
+            assert torch.isfinite(value).all(), name
+    assert torch.isnan(values["energy"]).eq(~mask.flatten(1).any(1)).all()
+
+
+def test_metrics_name_their_direction() -> None:
+    lower = {average_drop, improved_average_drop, deletion_auc}
+    for metric in [*ALL_FORWARD_METRICS, energy_pointing_game, pointing_game]:
+        assert metric.higher_is_better is (metric not in lower), metric.__name__
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda m, x, a: average_drop(m, x, a[:1], target=0), ValueError, "attributions must be"),
+        (lambda m, x, a: average_drop(m, x, a, target=[0]), ValueError, "target list"),
+        (
+            lambda m, x, a: average_drop(m, x, a, target=0, score_fn="probit"),
+            ValueError,
+            "score_fn",
+        ),
+        (lambda m, x, a: insertion_auc(m, x, a, target=0, n_steps=0), ValueError, "n_steps"),
+        (
+            lambda m, x, a: insertion_auc(m, x, a, target=0, substrate="noise"),
+            ValueError,
+            "substrate",
+        ),
+        (
+            lambda m, x, a: deletion_auc(m, x, a, target=0, max_examples_per_batch=0),
+            ValueError,
+            "max_examples",
+        ),
+        (lambda m, x, a: average_drop(m, x[0], a, target=0), ValueError, "inputs must be one"),
+        (lambda m, x, a: energy_pointing_game(a), ValueError, "exactly one of mask and boxes"),
+        (lambda m, x, a: pointing_game(a, boxes=torch.zeros(2, 4)), ValueError, "image_size"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(call, error: type, message: str) -> None:
+    model = _classifier()
+    x, maps, _ = _batch(n=2)
+    with pytest.raises(error, match=message):
+        call(model, x, maps)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_metrics_run_on_cuda_without_per_step_synchronisation() -> None:
+    model = _classifier().cuda()
+    x, maps, target = (t.cuda() if isinstance(t, Tensor) else t for t in _batch(n=4))
+    mask = torch.zeros(4, 12, 12, dtype=torch.bool, device="cuda")
+    mask[:, 2:8, 3:9] = True
+    for metric in ALL_FORWARD_METRICS:
+        result = metric(model, x, maps, target=target)
+        assert result.device.type == "cuda" and result.shape == (4,)
+    assert energy_pointing_game(maps, mask).device.type == "cuda"
+    assert pointing_game(maps, mask).device.type == "cuda"
+
+    def synchronisations(n_steps: int) -> int:
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with pytest.warns(UserWarning) as record:
+                deletion_auc(
+                    model, x, maps, target=target, n_steps=n_steps, max_examples_per_batch=2
+                )
+                warnings_seen = len(record)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return warnings_seen
+
+    # Argument checks synchronise once; the loop over steps and chunks must not.
+    assert synchronisations(4) == synchronisations(32)
