@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +92,10 @@ class DSIBFit:
         collapsed (Tensor): ``True`` where every gate closed
             (:math:`\lambda < 0.1`) or none moved (:math:`\lambda > 0.9`),
             shape ``(B,)``.
+        zero_map (Tensor, optional): set by :class:`~captum_infocam.InfoCAM`:
+            ``True`` where the returned map is zero everywhere, shape ``(B,)``.
+            That is a valid answer (no position carries evidence that survives
+            the read-out and ReLU, e.g. a layer of zeros), not an error.
     """
 
     gate_logits: Tensor
@@ -105,6 +109,7 @@ class DSIBFit:
     p_discriminative: Tensor
     p_noise: Tensor
     collapsed: Tensor
+    zero_map: Optional[Tensor] = None
 
 
 def log1mexp(log_p: Tensor) -> Tensor:
@@ -217,12 +222,12 @@ def fit_dsib(
     optimizer = torch.optim.Adam([alpha], lr=lr)
     trace = []
     for _ in range(steps):
+        # Drawn in float32 whatever the fit's dtype, so a float64 fit sees the same noise.
         noise = torch.randn(
             (2, n_samples, *activations.shape[1:]),
             generator=generator,
-            dtype=activations.dtype,
             device=activations.device,
-        )
+        ).to(activations.dtype)
         streams = dual_streams(activations, torch.sigmoid(alpha), mean, std, noise)
         log_p = log_prob(streams.flatten(0, 2)).view(batch, 2, n_samples)
         cross_entropy = -log_p[:, 0].mean(1)

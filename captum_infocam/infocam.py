@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
@@ -276,7 +277,17 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                     alpha_init=alpha_init,
                     generator=generator,
                 )
-        self.last_fit = fit
+        if not bool(torch.isfinite(fit.loss_trace).all()):
+            raise ValueError(
+                "the DSIB fit met NaN or infinite values: forward_func returned them for "
+                "perturbed activations of the layer"
+            )
+        attributions = READOUTS[readout](fit, activations, mean, std)
+        if attr_dim_summation:
+            attributions = attributions.sum(1, keepdim=True)
+        if relu_attributions:
+            attributions = F.relu(attributions)
+        self.last_fit = replace(fit, zero_map=(attributions == 0).flatten(1).all(1))
         if bool(fit.collapsed.any()):
             warnings.warn(
                 f"the DSIB fit collapsed for {int(fit.collapsed.sum())} of {num_examples} "
@@ -285,10 +296,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 CollapsedFitWarning,
                 stacklevel=2,
             )
-        attributions = READOUTS[readout](fit, activations, mean, std)
-        if attr_dim_summation:
-            attributions = attributions.sum(1, keepdim=True)
-        return F.relu(attributions) if relu_attributions else attributions
+        return attributions
 
     def fit_statistics(
         self,
