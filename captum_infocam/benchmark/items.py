@@ -1,0 +1,144 @@
+"""What the benchmark explains: items of (image, target, object mask), loaded in batches.
+
+An item is one explanation: an image, the class to explain and the mask of the
+object of that class. A one-object image gives one item; a two-object image
+gives two, one per class, so a class-agnostic map cannot score well on both.
+
+Sources:
+
+* :class:`ShapesItems`: the embedded data set (``"single"`` or ``"pair"`` split);
+* :class:`FolderItems`: a real data set, an ``ImageFolder`` directory plus a
+  boxes file.
+
+Boxes file format (JSON), paths relative to the ``ImageFolder`` root, boxes in the
+original image's pixels as ``[x1, y1, x2, y2]``, and an optional ``label`` (the
+model's class index to explain; the ``ImageFolder`` class index if absent)::
+
+    {"cat/001.jpg": {"boxes": [[12, 30, 200, 180]], "label": 281},
+     "dog/002.jpg": {"boxes": [[5, 5, 90, 120], [100, 40, 220, 200]]}}
+
+Images without an entry are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+from torchvision.datasets import ImageFolder
+from torchvision.transforms import v2
+
+from captum_infocam.benchmark.data import CLASSES, ShapesDataset
+from captum_infocam.metrics import boxes_to_mask
+
+__all__ = ["Batch", "FolderItems", "ShapesItems"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Items stacked: ``image (N, 3, H, W)``, ``target (N,)``, ``mask (N, H, W)``, ``keys``."""
+
+    image: Tensor
+    target: Tensor
+    mask: Tensor
+    keys: list[str]
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(self.image.to(device), self.target.to(device), self.mask.to(device), self.keys)
+
+
+class ShapesItems:
+    """Items of the shapes test split.
+
+    Args:
+        split (str): ``"single"`` (one object per image) or ``"pair"`` (two
+            objects of different classes, each explained).
+        images (int): number of images.
+        seed (int): data seed. Default: 0
+        image_size (int): side in pixels. Default: 64
+    """
+
+    def __init__(self, split: str, images: int, seed: int = 0, image_size: int = 64) -> None:
+        objects = {"single": 1, "pair": 2}[split]
+        self.split = split
+        self.dataset = ShapesDataset(
+            "test", images, objects=objects, seed=seed, image_size=image_size
+        )
+        self.keys = [(image, k) for image in range(images) for k in range(objects)]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def describe(self, target: int) -> str:
+        """The name of class ``target``."""
+        return list(CLASSES)[target]
+
+    def load(self, indices: Sequence[int]) -> Batch:
+        pairs = [self.keys[i] for i in indices]
+        items = {image: self.dataset[image] for image in {image for image, _ in pairs}}
+        return Batch(
+            image=torch.stack([items[image].image for image, _ in pairs]),
+            target=torch.stack([items[image].labels[k] for image, k in pairs]),
+            mask=torch.stack([items[image].masks[k] for image, k in pairs]),
+            keys=[f"{self.split}/{image}/{k}" for image, k in pairs],
+        )
+
+
+class FolderItems:
+    """Items of an ``ImageFolder`` with a boxes file (see the module docstring).
+
+    Args:
+        root (Path): the ``ImageFolder`` directory.
+        boxes (Path): the JSON boxes file.
+        image_size (int): images are resized to ``image_size`` squared, boxes with them.
+    """
+
+    split = "folder"
+
+    def __init__(self, root: Path, boxes: Path, image_size: int = 224) -> None:
+        folder = ImageFolder(str(root))
+        annotations = json.loads(Path(boxes).read_text())
+        self.image_size = image_size
+        self.samples = []
+        for path, class_index in folder.samples:
+            key = Path(path).relative_to(root).as_posix()
+            if key in annotations:
+                entry = annotations[key]
+                self.samples.append(
+                    (path, key, int(entry.get("label", class_index)), entry["boxes"])
+                )
+        if not self.samples:
+            raise ValueError(f"no image of {root} has an entry in {boxes}")
+        self._loader = folder.loader
+        self._transform = v2.Compose(
+            [
+                v2.ToImage(),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Resize((image_size, image_size)),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def describe(self, target: int) -> str:
+        """The model's class index (its names are not known here)."""
+        return f"class {target}"
+
+    def load(self, indices: Sequence[int]) -> Batch:
+        images, targets, masks, keys = [], [], [], []
+        for index in indices:
+            path, key, label, boxes = self.samples[index]
+            picture = self._loader(path)
+            width, height = picture.size
+            scale = torch.tensor([self.image_size / width, self.image_size / height] * 2)
+            images.append(self._transform(picture))
+            box_tensor = torch.tensor(boxes, dtype=torch.float32).view(-1, 4) * scale
+            masks.append(boxes_to_mask([box_tensor], (self.image_size, self.image_size))[0])
+            targets.append(label)
+            keys.append(key)
+        return Batch(torch.stack(images), torch.tensor(targets), torch.stack(masks), keys)

@@ -1,0 +1,405 @@
+"""The benchmark run: every method on every metric, sharded with ``torch.distributed``.
+
+Items are cut into batches once, the same way for any number of processes; under
+``torchrun`` process ``r`` of ``w`` takes batches ``r, r + w, ...`` and rank 0
+gathers the per-item records. A batch is computed identically wherever it runs,
+so one process and many give the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from captum_infocam import InfoCAM, PriorStatistics
+from captum_infocam.benchmark.data import ShapesDataset, collate
+from captum_infocam.benchmark.items import Batch, FolderItems, ShapesItems
+from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS, Explainer
+from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
+from captum_infocam.metrics import (
+    confidence_metrics,
+    deletion_auc,
+    energy_pointing_game,
+    insertion_auc,
+    pointing_game,
+)
+
+__all__ = ["METRICS", "add_run_arguments", "evaluate", "summarise"]
+
+Items = Union[ShapesItems, FolderItems]
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    key: str
+    label: str
+    higher_is_better: bool
+
+
+#: The table's metric columns, in order.
+METRICS = [
+    MetricColumn("average_drop", "AD", False),
+    MetricColumn("average_increase", "AI", True),
+    MetricColumn("average_gain", "AG", True),
+    MetricColumn("improved_average_drop", "iAD", False),
+    MetricColumn("improved_average_increase", "iAI", True),
+    MetricColumn("insertion", "Ins", True),
+    MetricColumn("deletion", "Del", False),
+    MetricColumn("energy_pointing_game", "EPG", True),
+    MetricColumn("pointing_game", "PG", True),
+]
+
+
+def score_batch(
+    model: nn.Module, batch: Batch, maps: torch.Tensor, n_steps: int, tolerance: int
+) -> dict[str, torch.Tensor]:
+    """Every metric of :data:`METRICS` for one batch of maps, each ``(N,)``."""
+    values = confidence_metrics(model, batch.image, maps, target=batch.target)
+    values["insertion"] = insertion_auc(
+        model, batch.image, maps, target=batch.target, n_steps=n_steps
+    )
+    values["deletion"] = deletion_auc(
+        model, batch.image, maps, target=batch.target, n_steps=n_steps
+    )
+    values["energy_pointing_game"] = energy_pointing_game(maps, batch.mask)
+    values["pointing_game"] = pointing_game(maps, batch.mask, tolerance=tolerance)
+    return values
+
+
+def evaluate(
+    model: nn.Module,
+    items: Items,
+    explainers: dict[str, Explainer],
+    batch_size: int,
+    n_steps: int,
+    tolerance: int,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+) -> list[dict[str, Any]]:
+    """Per-item records of this process's share of ``items``."""
+    starts = range(0, len(items), batch_size)
+    mine = [range(s, min(s + batch_size, len(items))) for s in starts][rank::world_size]
+    records: list[dict[str, Any]] = []
+    for indices in tqdm(mine, desc=f"{items.split}", disable=rank != 0, unit="batch"):
+        batch = items.load(indices).to(device)
+        for name, explain in explainers.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            maps = explain(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = (time.perf_counter() - start) / len(indices)
+            values = {
+                k: v.tolist()
+                for k, v in score_batch(model, batch, maps, n_steps, tolerance).items()
+            }
+            for row, key in enumerate(batch.keys):
+                records.append(
+                    {
+                        "split": items.split,
+                        "item": key,
+                        "target": int(batch.target[row]),
+                        "method": name,
+                        "seconds": seconds,
+                    }
+                    | {metric: values[metric][row] for metric in values}
+                )
+    return records
+
+
+def _mean_and_error(values: Sequence[float]) -> tuple[float, float]:
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return math.nan, math.nan
+    mean = sum(finite) / len(finite)
+    if len(finite) < 2:
+        return mean, math.nan
+    variance = sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)
+    return mean, math.sqrt(variance / len(finite))
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """``{split: {method: {metric or "seconds": [mean, standard error]}}}``."""
+    summary: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for split in dict.fromkeys(r["split"] for r in records):
+        summary[split] = {}
+        for method in dict.fromkeys(r["method"] for r in records):
+            rows = [r for r in records if r["split"] == split and r["method"] == method]
+            if rows:
+                summary[split][method] = {
+                    key: list(_mean_and_error([r[key] for r in rows]))
+                    for key in ["seconds", *(m.key for m in METRICS)]
+                }
+    return summary
+
+
+def markdown_table(split_summary: dict[str, dict[str, list[float]]]) -> str:
+    """Mean ± standard error per method and metric, the best of each column in bold."""
+    header = (
+        "| method | s/img | "
+        + " | ".join(f"{m.label} {'↑' if m.higher_is_better else '↓'}" for m in METRICS)
+        + " |"
+    )
+    lines = [header, "|" + " --- |" * (len(METRICS) + 2)]
+    best = {}
+    for metric in METRICS:
+        means = [
+            v[metric.key][0] for v in split_summary.values() if not math.isnan(v[metric.key][0])
+        ]
+        best[metric.key] = (max if metric.higher_is_better else min)(means) if means else math.nan
+    for method, values in split_summary.items():
+        cells = [method, f"{values['seconds'][0]:.4f}"]
+        for metric in METRICS:
+            mean, error = values[metric.key]
+            text = f"{mean:.3f} ± {error:.3f}"
+            cells.append(f"**{text}**" if math.isclose(mean, best[metric.key]) else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["beta=2", "readout=bits"]`` to ``{"beta": 2, "readout": "bits"}``."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--infocam takes key=value pairs, got {pair!r}")
+        for convert in (int, float):
+            try:
+                settings[key] = convert(text)
+                break
+            except ValueError:
+                continue
+        else:
+            settings[key] = None if text == "None" else text
+    return settings
+
+
+def _distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if device_arg is not None:
+        device = torch.device(device_arg)
+    elif torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    else:
+        device = torch.device("cpu")
+    return rank, (dist.get_world_size() if dist.is_initialized() else 1), device
+
+
+def _gather(records: list[dict[str, Any]], rank: int, world_size: int) -> list[dict[str, Any]]:
+    if world_size == 1:
+        return records
+    shards: list[Any] = [None] * world_size if rank == 0 else []
+    dist.gather_object(records, shards if rank == 0 else None, dst=0)
+    return [record for shard in shards for record in shard] if rank == 0 else []
+
+
+def _load_setup(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, str, list[Items]]:
+    """The model, the explained layer, a tag for the outputs, and the item sources."""
+    if args.image_folder is not None:
+        import torchvision
+
+        if args.model is None or args.boxes is None:
+            raise SystemExit("--image-folder needs --model and --boxes")
+        network = torchvision.models.get_model(
+            args.model, weights=None, num_classes=args.num_classes
+        )
+        if args.weights is not None:
+            network.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+        layer = network.get_submodule(args.layer)
+        if args.normalize == "imagenet":
+            normalize = torchvision.transforms.v2.Normalize(
+                [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+            )
+            network = nn.Sequential(normalize, network)
+        items: list[Items] = [FolderItems(args.image_folder, args.boxes, args.image_size)]
+        return network.eval(), layer, f"{args.model}_{args.layer}", items
+    model = load_model(args.arch)
+    layer_name = LAYERS[args.arch].get(args.layer, args.layer)
+    splits = [
+        ShapesItems("single", args.images, args.seed),
+        ShapesItems("pair", args.pairs, args.seed),
+    ]
+    return (
+        model,
+        model.get_submodule(layer_name),
+        f"{args.arch}_{layer_name}",
+        [s for s in splits if len(s)],
+    )
+
+
+def _reference_statistics(
+    model: nn.Module,
+    layer: nn.Module,
+    sources: list[Items],
+    args: argparse.Namespace,
+    device: torch.device,
+) -> PriorStatistics:
+    """The layer's statistics over reference images: the shapes validation split, or the
+    folder's own images for real data."""
+    if args.image_folder is None:
+        reference = ShapesDataset("val", 512, seed=args.seed)
+        batches = (
+            collate([reference[i] for i in range(s, s + 128)]).image.to(device)
+            for s in range(0, 512, 128)
+        )
+    else:
+        folder = sources[0]
+        batches = (
+            folder.load(range(s, min(s + 32, len(folder)))).image.to(device)
+            for s in range(0, len(folder), 32)
+        )
+    return InfoCAM(model, layer).fit_statistics(batches)
+
+
+def _figure(
+    model: nn.Module,
+    explainers: dict[str, Explainer],
+    items: list[Items],
+    path: Path,
+    device: torch.device,
+) -> None:
+    from captum_infocam.visualization import compare_methods
+
+    examples = [source.load(range(min(4, len(source)))) for source in items]
+    batch = Batch(
+        image=torch.cat([b.image for b in examples]),
+        target=torch.cat([b.target for b in examples]),
+        mask=torch.cat([b.mask for b in examples]),
+        keys=[k for b in examples for k in b.keys],
+    ).to(device)
+    maps = {name: explain(batch).detach().cpu() for name, explain in explainers.items()}
+    titles = [
+        f"{source.split}: {source.describe(int(target))}"
+        for source, example in zip(items, examples, strict=True)
+        for target in example.target
+    ]
+    figure = compare_methods(batch.image.cpu(), maps, batch.mask.cpu(), row_titles=titles)
+    figure.savefig(path, dpi=110)
+
+
+def _run(args: argparse.Namespace) -> None:
+    rank, world_size, device = _distributed(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    model, layer, tag, sources = _load_setup(args)
+    model.to(device)
+    settings = _parse_settings(args.infocam)
+    if settings.get("prior") == "dataset":
+        settings["prior"] = _reference_statistics(model, layer, sources, args, device)
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    explainers = {name: METHODS[name](model, layer, settings) for name in args.methods}
+    records = []
+    for source in sources:
+        records += evaluate(
+            model,
+            source,
+            explainers,
+            args.batch_size,
+            args.n_steps,
+            args.tolerance,
+            device,
+            rank,
+            world_size,
+        )
+    records = _gather(records, rank, world_size)
+    if rank != 0:
+        return
+    splits = [source.split for source in sources]
+    records.sort(
+        key=lambda r: (splits.index(r["split"]), r["item"], args.methods.index(r["method"]))
+    )
+    summary = summarise(records)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{tag}_summary.json").write_text(json.dumps(summary, indent=1))
+    (args.out / f"{tag}_records.json").write_text(json.dumps(records))
+    with open(args.out / f"{tag}_records.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+    described = settings or "default"
+    print(f"\n{tag}: {world_size} process(es), device {device}, InfoCAM settings {described}")
+    for split, split_summary in summary.items():
+        count = sum(r["split"] == split for r in records) // len(args.methods)
+        print(f"\n### {split} ({count} items)\n")
+        print(markdown_table(split_summary))
+    if not args.no_figure:
+        _figure(model, explainers, sources, args.out / f"{tag}_figure.png", device)
+        print(f"\nfigure: {args.out / f'{tag}_figure.png'}")
+    print(f"per-item results: {args.out / f'{tag}_records.csv'}")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet")
+    parser.add_argument(
+        "--layer",
+        default="last",
+        help="'last', 'middle' or a module name (torchvision: e.g. layer4)",
+    )
+    parser.add_argument("--images", type=int, default=100, help="one-object images")
+    parser.add_argument("--pairs", type=int, default=50, help="two-object images (2 items each)")
+    parser.add_argument(
+        "--methods",
+        type=lambda s: s.split(","),
+        default=DEFAULT_METHODS,
+        help="comma-separated, from: " + ", ".join(METHODS),
+    )
+    parser.add_argument(
+        "--infocam",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="InfoCAM.attribute settings, e.g. beta=2 readout=bits",
+    )
+    parser.add_argument("--batch-size", type=int, default=25)
+    parser.add_argument("--n-steps", type=int, default=16, help="insertion/deletion steps")
+    parser.add_argument(
+        "--tolerance",
+        type=int,
+        default=4,
+        help="pointing-game tolerance in pixels (15 at 224 px is 4 at 64 px)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--no-figure", action="store_true")
+    real = parser.add_argument_group("real data (instead of the shapes data set)")
+    real.add_argument("--image-folder", type=Path, default=None)
+    real.add_argument("--boxes", type=Path, default=None, help="JSON boxes file (see items.py)")
+    real.add_argument("--model", default=None, help="a torchvision classifier name, e.g. resnet50")
+    real.add_argument("--weights", type=Path, default=None, help="its state_dict file")
+    real.add_argument("--num-classes", type=int, default=1000)
+    real.add_argument("--image-size", type=int, default=224)
+    real.add_argument("--normalize", choices=["imagenet", "none"], default="imagenet")
+    parser.set_defaults(handler=_run)
+
+
+def add_sanity_arguments(parser: argparse.ArgumentParser) -> None:
+    from captum_infocam.benchmark.sanity import run_sanity
+
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet")
+    parser.add_argument("--layer", default="last")
+    parser.add_argument("--images", type=int, default=50)
+    parser.add_argument("--methods", type=lambda s: s.split(","), default=["InfoCAM", "Grad-CAM"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=run_sanity)

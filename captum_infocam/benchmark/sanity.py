@@ -1,0 +1,87 @@
+"""Model-randomisation sanity check (Adebayo et al., 2018).
+
+The trained weights are re-initialised cumulatively from the output backwards
+(classifier, then the last stage, then the one before...). A map that explains
+the model must change as its weights go: the Spearman rank correlation between
+the map of the trained model and that of the randomised one should fall towards
+0. A map that stays the same explains the input, not the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+
+import torch
+from torch import Tensor, nn
+
+from captum_infocam.benchmark.items import ShapesItems
+from captum_infocam.benchmark.methods import METHODS
+from captum_infocam.benchmark.zoo import LAYERS, load_model
+from captum_infocam.metrics._common import saliency_maps
+
+__all__ = ["CASCADES", "rank_correlation", "run_sanity"]
+
+#: Modules re-initialised at each step, from the output backwards.
+CASCADES = {
+    "resnet": ["fc", "layer3", "layer2", "layer1", "stem"],
+    "vgg": ["fc", "block4", "block3", "block2", "block1"],
+}
+
+
+def rank_correlation(first: Tensor, second: Tensor) -> Tensor:
+    """Spearman correlation per row of two ``(N, P)`` tensors; NaN where a row is constant."""
+
+    def ranks(values: Tensor) -> Tensor:
+        order = values.argsort(dim=1, stable=True)
+        return torch.empty_like(values).scatter_(
+            1, order, torch.arange(values.shape[1], dtype=values.dtype).expand_as(values)
+        )
+
+    a, b = ranks(first), ranks(second)
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    denominator = a.norm(dim=1) * b.norm(dim=1)
+    constant = (first.amax(1) == first.amin(1)) | (second.amax(1) == second.amin(1))
+    correlation = (a * b).sum(1) / denominator.clamp_min(1e-12)
+    return torch.where(constant, torch.full_like(correlation, math.nan), correlation)
+
+
+def _randomised(model: nn.Module, names: list[str], seed: int) -> nn.Module:
+    copy_ = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    for name in names:
+        for module in copy_.get_submodule(name).modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.reset_running_stats()
+    return copy_.eval()
+
+
+def run_sanity(args: argparse.Namespace) -> None:
+    model = load_model(args.arch)
+    layer_name = LAYERS[args.arch].get(args.layer, args.layer)
+    batch = ShapesItems("single", args.images, args.seed).load(range(args.images))
+    size = tuple(batch.image.shape[-2:])
+
+    def maps(network: nn.Module, method: str) -> Tensor:
+        explain = METHODS[method](network, network.get_submodule(layer_name), {})
+        return saliency_maps(explain(batch).detach(), size, len(batch.image)).flatten(1)
+
+    reference = {method: maps(model, method) for method in args.methods}
+    cascade = CASCADES[args.arch]
+    print(
+        f"{args.arch}, layer {layer_name}, {args.images} images: mean Spearman correlation "
+        "with the trained model's map (NaN-free images; n = their count)\n"
+    )
+    print("| randomised up to | " + " | ".join(args.methods) + " |")
+    print("|" + " --- |" * (len(args.methods) + 1))
+    for step in range(1, len(cascade) + 1):
+        randomised = _randomised(model, cascade[:step], args.seed)
+        cells = []
+        for method in args.methods:
+            correlation = rank_correlation(reference[method], maps(randomised, method))
+            valid = correlation[~torch.isnan(correlation)]
+            cells.append(f"{valid.mean():.3f} (n = {len(valid)})" if len(valid) else "all constant")
+        print(f"| {cascade[step - 1]} | " + " | ".join(cells) + " |")

@@ -1,0 +1,248 @@
+"""The benchmark command: shipped models, the run, sharding, real data, training, sanity."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from captum_infocam.benchmark.__main__ import main
+from captum_infocam.benchmark.data import CLASSES, ShapesDataset
+from captum_infocam.benchmark.items import Batch, ShapesItems
+from captum_infocam.benchmark.methods import METHODS
+from captum_infocam.benchmark.run import markdown_table
+from captum_infocam.benchmark.sanity import rank_correlation
+from captum_infocam.benchmark.train import accuracy, train
+from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_shipped_networks_are_accurate_and_need_the_object(arch: str) -> None:
+    model = load_model(arch)
+    assert accuracy(model, ShapesDataset("test", 300)) >= 0.95
+    chance = 1 / len(CLASSES)
+    assert accuracy(model, ShapesDataset("test", 300, draw_objects=False)) < chance + 0.1
+    for role, name in LAYERS[arch].items():
+        assert isinstance(model.get_submodule(name), torch.nn.Module), role
+
+
+def test_training_is_reproducible(tmp_path: Path) -> None:
+    kwargs = dict(epochs=1, images_per_epoch=64, batch_size=32, val_images=16, show_progress=False)
+    first = train("resnet", out=tmp_path / "a.pt", **kwargs)
+    train("resnet", out=tmp_path / "b.pt", **kwargs)
+    a = torch.load(tmp_path / "a.pt", weights_only=True)
+    b = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert 0.0 <= first.val_accuracy <= 1.0
+    load_model("resnet", tmp_path / "a.pt")
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_gives_one_map_per_item(name: str) -> None:
+    model = load_model("resnet")
+    batch = ShapesItems("pair", images=2).load(range(4))
+    maps = METHODS[name](model, model.layer3, {"n_samples": 2, "steps": 2})(batch)
+    assert maps.shape[0] == 4 and maps.dim() in (3, 4)
+    assert torch.isfinite(maps).all()
+
+
+def test_random_baseline_depends_only_on_the_item() -> None:
+    model = load_model("resnet")
+    explain = METHODS["Random"](model, model.layer3, {})
+    items = ShapesItems("single", images=3)
+    together = explain(items.load(range(3)))
+    alone = explain(items.load([2]))
+    assert torch.equal(together[2], alone[0]) and not torch.equal(together[0], together[1])
+
+
+def test_table_marks_the_best_of_each_column_by_its_direction() -> None:
+    def entry(ad: float, ins: float) -> dict:
+        values = {"seconds": [0.1, 0.0]}
+        for key in [
+            "average_increase",
+            "average_gain",
+            "improved_average_drop",
+            "improved_average_increase",
+            "deletion",
+            "energy_pointing_game",
+            "pointing_game",
+        ]:
+            values[key] = [0.5, 0.1]
+        return values | {"average_drop": [ad, 0.01], "insertion": [ins, 0.01]}
+
+    table = markdown_table({"a": entry(0.2, 0.9), "b": entry(0.1, 0.8)}).splitlines()
+    assert "**0.100 ± 0.010**" in table[3] and "**0.900 ± 0.010**" in table[2]
+    assert "**0.200" not in table[2] and "**0.800" not in table[3]
+
+
+def _run_command(tmp_path: Path, processes: int) -> list[dict]:
+    out = tmp_path / f"out{processes}"
+    arguments = [
+        "-m",
+        "captum_infocam.benchmark",
+        "run",
+        "--images",
+        "5",
+        "--pairs",
+        "2",
+        "--batch-size",
+        "2",
+        "--n-steps",
+        "3",
+        "--no-figure",
+        "--threads",
+        "1",
+        "--methods",
+        "InfoCAM,Grad-CAM,Grad-CAM++,Random",
+        "--infocam",
+        "n_samples=3",
+        "steps=3",
+        "--out",
+        str(out),
+    ]
+    if processes > 1:
+        arguments = [
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={processes}",
+            "--master_port=29533",
+            *arguments,
+        ]
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    completed = subprocess.run(
+        [sys.executable, *arguments],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert f"{processes} process(es)" in completed.stdout
+    records = json.loads((out / "resnet_layer3_records.json").read_text())
+    return [{k: v for k, v in record.items() if k != "seconds"} for record in records]
+
+
+def test_two_processes_give_the_same_records_as_one(tmp_path: Path) -> None:
+    one = _run_command(tmp_path, 1)
+    two = _run_command(tmp_path, 2)
+    assert len(one) == (5 + 2 * 2) * 4
+    assert one == two
+
+
+def test_run_prints_the_table_and_writes_the_figure(tmp_path: Path, capsys) -> None:
+    main(
+        [
+            "run",
+            "--images",
+            "2",
+            "--pairs",
+            "1",
+            "--batch-size",
+            "2",
+            "--n-steps",
+            "2",
+            "--infocam",
+            "n_samples=2",
+            "steps=2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    printed = capsys.readouterr().out
+    for method in METHODS:
+        assert f"| {method} |" in printed
+    assert "### single (2 items)" in printed and "### pair (2 items)" in printed
+    assert (tmp_path / "resnet_layer3_figure.png").stat().st_size > 10_000
+    rows = (tmp_path / "resnet_layer3_records.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 * len(METHODS)
+
+
+def test_real_data_plugs_in_as_an_image_folder_with_boxes(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    dataset = ShapesDataset("test", 4)
+    boxes = {}
+    for index in range(4):
+        item = dataset[index]
+        name = f"{list(CLASSES)[int(item.labels[0])]}/{index}.png"
+        (tmp_path / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        picture = (item.image.permute(1, 2, 0) * 255).byte().numpy()
+        Image.fromarray(picture).resize((96, 96)).save(tmp_path / "images" / name)
+        scaled = (item.boxes[0] * 1.5).tolist()
+        boxes[name] = {"boxes": [scaled], "label": int(item.labels[0])}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=6).state_dict(), tmp_path / "weights.pt")
+    main(
+        [
+            "run",
+            "--image-folder",
+            str(tmp_path / "images"),
+            "--boxes",
+            str(tmp_path / "boxes.json"),
+            "--model",
+            "resnet18",
+            "--weights",
+            str(tmp_path / "weights.pt"),
+            "--num-classes",
+            "6",
+            "--layer",
+            "layer4",
+            "--image-size",
+            "64",
+            "--methods",
+            "InfoCAM,Grad-CAM,Centre",
+            "--infocam",
+            "n_samples=2",
+            "steps=2",
+            "prior=dataset",
+            "--n-steps",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert "### folder (4 items)" in capsys.readouterr().out
+    records = json.loads((tmp_path / "out" / "resnet18_layer4_records.json").read_text())
+    assert {r["item"] for r in records} == set(boxes)
+    assert {r["target"] for r in records} == {b["label"] for b in boxes.values()}
+    assert (tmp_path / "out" / "resnet18_layer4_figure.png").exists()
+
+
+def test_folder_boxes_become_the_object_masks(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from captum_infocam.benchmark.items import FolderItems
+
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (100, 50)).save(tmp_path / "a" / "x.png")
+    (tmp_path / "boxes.json").write_text(json.dumps({"a/x.png": {"boxes": [[0, 0, 50, 25]]}}))
+    batch: Batch = FolderItems(tmp_path, tmp_path / "boxes.json", image_size=20).load([0])
+    expected = torch.zeros(1, 20, 20, dtype=torch.bool)
+    expected[0, :10, :10] = True
+    assert torch.equal(batch.mask, expected) and batch.target.tolist() == [0]
+
+
+def test_rank_correlation_matches_its_definition() -> None:
+    a = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
+    b = torch.tensor([[10.0, 30.0, 20.0, 40.0], [1.0, 2.0, 3.0, 4.0]])
+    correlation = rank_correlation(a, b)
+    # ranks 0,1,2,3 vs 0,2,1,3: 1 - 6 * 2 / (4 * 15) = 0.8
+    assert correlation[0].item() == pytest.approx(0.8)
+    assert torch.isnan(correlation[1])
+
+
+def test_sanity_check_runs(capsys) -> None:
+    main(["sanity", "--images", "4", "--methods", "Grad-CAM"])
+    printed = capsys.readouterr().out
+    assert "| fc |" in printed and "| stem |" in printed
