@@ -1,0 +1,184 @@
+"""InfoCAM's wall time as a ratio to Captum's LayerGradCam, with other CAMs for scale.
+
+For torchvision ResNet-50 (layer2, layer3, layer4) and ViT-B/16 (the last block's
+first LayerNorm), random weights, 224 x 224 inputs, batch 1 and 8: the median
+time of each method over ``--repeats`` runs after one warm-up, and its ratio to
+``captum.attr.LayerGradCam`` on the same model, layer and inputs in the same run.
+On CUDA the device is synchronised before each clock read. Score-CAM (one forward
+pass per channel) is slow on a CPU, so it runs only where the batch is at most
+``--scorecam-max-batch``.
+
+``--memory`` adds each method's peak memory above a plain forward pass: CUDA's
+``max_memory_allocated``, or on a CPU the peak resident set of a fresh process
+running the method once (``ru_maxrss``).
+
+    python benchmarks/speed.py [--device cuda] [--batches 1,8] [--memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import io
+import multiprocessing
+import resource
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torchvision
+from captum.attr import LayerGradCam
+from torch import nn
+
+from captum_infocam import InfoCAM, TokenGrid
+
+SETUPS: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module], nn.Module], object]] = {
+    "resnet50/layer2": (torchvision.models.resnet50, lambda m: m.layer2, None),
+    "resnet50/layer3": (torchvision.models.resnet50, lambda m: m.layer3, None),
+    "resnet50/layer4": (torchvision.models.resnet50, lambda m: m.layer4, None),
+    "vit_b_16/block11.ln_1": (
+        torchvision.models.vit_b_16,
+        lambda m: m.encoder.layers[-1].ln_1,
+        TokenGrid(1),
+    ),
+}
+
+
+def _grad_cam_library(name: str, model: nn.Module, layer: nn.Module, layout: object):
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    reshape = None if layout is None else (lambda t: layout.to_maps(t))
+
+    def run(x: torch.Tensor, target: torch.Tensor) -> object:
+        targets = [ClassifierOutputTarget(int(t)) for t in target]
+        method = getattr(pytorch_grad_cam, name)
+        with (
+            method(model=model, target_layers=[layer], reshape_transform=reshape) as cam,
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            cam.batch_size = 64
+            return cam(input_tensor=x, targets=targets)
+
+    return run
+
+
+def methods(
+    model: nn.Module, layer: nn.Module, layout: object
+) -> tuple[dict[str, Callable], InfoCAM]:
+    """The timed methods by name, and the InfoCAM instance among them."""
+    infocam = InfoCAM(model, layer, reshape_transform=layout)
+    gradcam = LayerGradCam(model, layer)
+    grad_layer = (
+        (lambda x, t: gradcam.attribute(x, t, relu_attributions=True))
+        if layout is None
+        else (lambda x, t: layout.to_maps(gradcam.attribute(x, t, attr_dim_summation=False)))
+    )
+    return {
+        "LayerGradCam (captum)": grad_layer,
+        "InfoCAM": lambda x, t: infocam.attribute(x, target=t),
+        "GradCAM++ (grad-cam)": _grad_cam_library("GradCAMPlusPlus", model, layer, layout),
+        "LayerCAM (grad-cam)": _grad_cam_library("LayerCAM", model, layer, layout),
+        "ScoreCAM (grad-cam)": _grad_cam_library("ScoreCAM", model, layer, layout),
+    }, infocam
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def clock(run: Callable[[], object], device: torch.device, repeats: int) -> float:
+    run()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _setup(name: str, batch: int, device: torch.device):
+    make, get_layer, layout = SETUPS[name]
+    torch.manual_seed(0)
+    model = make().eval().to(device)
+    x = torch.randn(batch, 3, 224, 224, device=device)
+    target = torch.randint(0, 1000, (batch,), device=device)
+    return model, get_layer(model), layout, x, target
+
+
+def _peak_rss_child(name: str, batch: int, method: str, queue) -> None:
+    model, layer, layout, x, target = _setup(name, batch, torch.device("cpu"))
+    with torch.no_grad():
+        model(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    methods(model, layer, layout)[0][method](x, target)
+    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+
+
+def peak_memory_mb(name: str, batch: int, method: str, device: torch.device, run) -> float:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        run()
+        _sync(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_peak_rss_child, args=(name, batch, method, queue))
+    process.start()
+    value = queue.get()
+    process.join()
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--setups", default=",".join(SETUPS))
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--scorecam-max-batch", type=int, default=None, help="default: 1 on a CPU, 8 on CUDA"
+    )
+    parser.add_argument("--skip", default="", help="comma-separated method names to skip")
+    parser.add_argument("--memory", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    scorecam_max = args.scorecam_max_batch or (8 if device.type == "cuda" else 1)
+    name_of_device = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device: {name_of_device}; torch {torch.__version__}; threads {torch.get_num_threads()}")
+    header = "| model/layer | batch | method | seconds | ratio to LayerGradCam |"
+    if args.memory:
+        header += " peak MB over a forward |"
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
+    for name in args.setups.split(","):
+        for batch in map(int, args.batches.split(",")):
+            model, layer, layout, x, target = _setup(name, batch, device)
+            runs, infocam = methods(model, layer, layout)
+            baseline = None
+            for method, run in runs.items():
+                if method in args.skip.split(","):
+                    continue
+                if method.startswith("ScoreCAM") and batch > scorecam_max:
+                    continue
+                call = functools.partial(run, x, target)
+                seconds = clock(call, device, args.repeats)
+                baseline = baseline or seconds
+                row = f"| {name} | {batch} | {method} | {seconds:.3f} | {seconds / baseline:.2f} |"
+                if method == "InfoCAM":
+                    strategy = infocam._site.chosen[False]
+                    row = row.replace("| InfoCAM |", f"| InfoCAM ({strategy}) |")
+                if args.memory:
+                    megabytes = peak_memory_mb(name, batch, method, device, call)
+                    row += f" {megabytes:.0f} |"
+                print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
