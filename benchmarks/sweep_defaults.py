@@ -30,7 +30,7 @@ CONFIGS: dict[str, dict] = {
     "readout=information": dict(readout="information"),
     "prior=batch": dict(prior="batch"),
     "prior=dataset": dict(prior="dataset"),
-    "prior=dataset, readout=standardized": dict(prior="dataset", readout="standardized"),
+    "prior=dataset+readout=standardized": dict(prior="dataset", readout="standardized"),
     "beta=0.1": dict(beta=0.1),
     "beta=3": dict(beta=3.0),
     "gamma=0": dict(gamma=0.0),

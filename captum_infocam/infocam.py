@@ -14,7 +14,7 @@ from captum._utils.typing import TargetType
 from captum.attr._utils.attribution import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from captum_infocam._context import preserved_buffers, seeded
 from captum_infocam._suffix import STRATEGIES, LayerSite, expand_rows, open_suffix

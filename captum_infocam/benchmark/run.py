@@ -21,7 +21,7 @@ from typing import Any, Sequence, Union
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from captum_infocam import InfoCAM, PriorStatistics
 from captum_infocam.benchmark.data import ShapesDataset, collate

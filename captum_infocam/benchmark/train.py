@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from captum_infocam.benchmark.data import ShapesDataset, collate
 from captum_infocam.benchmark.zoo import ARCHITECTURES
