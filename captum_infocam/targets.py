@@ -37,12 +37,14 @@ class SegmentationRegion(nn.Module):
         model (nn.Module): returns ``(N, classes, H, W)`` logits, or a dict
             holding them under ``output_key`` (torchvision's segmentation models).
         region (Tensor, optional): ``(H, W)`` mask (bool or weights) shared by
-            every example; the whole image if neither it nor a per-example mask
-            is given.
+            every example; ``torch.ones(H, W)`` scores the whole image. Without
+            it, each call takes a per-example region.
         output_key (str, optional): the dict key of the logits. Default: ``"out"``
 
-    ``forward(x, region=None)``: a per-example region ``(N, H, W)`` given here
-    overrides the shared one; pass it through ``additional_forward_args``.
+    ``forward(x, region=None)``: without a shared region, ``region`` ``(N, H, W)``
+    is required; pass it through ``additional_forward_args``. The forward has no
+    branch on tensor values, so ``torch.fx`` traces it and InfoCAM runs only the
+    network after the explained layer.
 
     Examples::
 
@@ -56,21 +58,20 @@ class SegmentationRegion(nn.Module):
         self, model: nn.Module, region: Optional[Tensor] = None, output_key: str = "out"
     ) -> None:
         super().__init__()
+        if region is not None and region.dim() != 2:
+            raise ValueError(f"region must be (H, W), got shape {tuple(region.shape)}")
         self.model = model
         self.output_key = output_key
-        self.register_buffer("region", None if region is None else region.float(), persistent=False)
+        shared = None if region is None else region.float()[None]
+        self.register_buffer("region", shared, persistent=False)
 
     def forward(self, x: Tensor, region: Optional[Tensor] = None) -> Tensor:
+        if self.region is None and region is None:
+            raise ValueError("give a region (N, H, W), or a shared one to SegmentationRegion")
         output = self.model(x)
         if isinstance(output, dict):
             output = output[self.output_key]
-        weights = region if region is not None else self.region
-        if weights is None:
-            return output.mean((2, 3))
-        weights = weights.to(output.dtype)
-        if weights.dim() == 2:
-            weights = weights[None]
-        weights = weights[:, None]
+        weights = (self.region if self.region is not None else region).to(output.dtype)[:, None]
         return (output * weights).sum((2, 3)) / weights.sum((2, 3)).clamp_min(1e-12)
 
 

@@ -163,6 +163,10 @@ def test_segmentation_region_target(make, layer, map_side: int) -> None:
     shared = SegmentationRegion(model, region=region[0])
     with torch.no_grad():
         torch.testing.assert_close(shared(x)[0], expected[0])
+    with pytest.raises(ValueError, match="give a region"):
+        scores(x)
+    with pytest.raises(ValueError, match=r"region must be \(H, W\)"):
+        SegmentationRegion(model, region=region)
 
 
 def test_detection_box_score_target() -> None:
