@@ -10,7 +10,7 @@ pass per channel) is slow on a CPU, so it runs only where the batch is at most
 
 ``--memory`` adds each method's peak memory above a plain forward pass: CUDA's
 ``max_memory_allocated``, or on a CPU the peak resident set of a fresh process
-running the method once (``ru_maxrss``).
+running the method once (Linux's ``VmHWM``).
 
     python benchmarks/speed.py [--device cuda] [--batches 1,8] [--memory]
 """
@@ -22,9 +22,9 @@ import contextlib
 import functools
 import io
 import multiprocessing
-import resource
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -115,9 +115,18 @@ def _peak_rss_child(name: str, batch: int, method: str, queue) -> None:
     model, layer, layout, x, target = _setup(name, batch, torch.device("cpu"))
     with torch.no_grad():
         model(x)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _resident_peak_mb()
     methods(model, layer, layout)[0][method](x, target)
-    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+    queue.put(_resident_peak_mb() - before)
+
+
+def _resident_peak_mb() -> float:
+    """Peak resident memory of this process (Linux ``VmHWM``, which, unlike
+    ``ru_maxrss``, does not carry over the parent's peak into a spawned child)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("--memory on a CPU needs Linux's /proc/self/status")
 
 
 def peak_memory_mb(name: str, batch: int, method: str, device: torch.device, run) -> float:

@@ -166,7 +166,8 @@ def markdown_table(split_summary: dict[str, dict[str, list[float]]]) -> str:
         for metric in METRICS:
             mean, error = values[metric.key]
             text = f"{mean:.3f} ± {error:.3f}"
-            cells.append(f"**{text}**" if math.isclose(mean, best[metric.key]) else text)
+            tied = round(mean, 3) == round(best[metric.key], 3)  # as printed
+            cells.append(f"**{text}**" if tied else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
