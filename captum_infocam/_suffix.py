@@ -25,6 +25,7 @@ outlives the call that registered it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
@@ -38,7 +39,7 @@ from captum._utils.common import (
 from captum._utils.gradient import _extract_device_ids, _forward_layer_distributed_eval
 from torch import Tensor, fx, nn
 
-__all__ = ["STRATEGIES", "LayerSite", "Suffix", "open_suffix"]
+__all__ = ["STRATEGIES", "LayerSite", "Request", "Suffix", "open_suffix"]
 
 STRATEGIES = ("traced", "hooked", "rerun")
 
@@ -95,6 +96,22 @@ def expand_rows(value: Any, rows_per_example: int, num_examples: int) -> Any:
     if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == num_examples:
         return value.repeat_interleave(rows_per_example, dim=0)
     return value
+
+
+@dataclass(frozen=True)
+class Request:
+    """One call's substitution: where, for which inputs, and how many rows per example."""
+
+    site: LayerSite
+    to_input: bool
+    inputs: tuple[Tensor, ...]
+    additional_forward_args: tuple[Any, ...] | None
+    rows_per_example: int
+
+    def run_prefix(self, split: _GraphSplit) -> tuple[Tensor, list[Any]]:
+        with torch.no_grad():
+            value, *boundary = split.prefix(*self.inputs, *(self.additional_forward_args or ()))
+        return value, boundary
 
 
 class Suffix:
@@ -204,20 +221,15 @@ class _LeafTracer(fx.Tracer):
 class _TracedSuffix(Suffix):
     strategy = "traced"
 
-    def __init__(
-        self,
-        split: _GraphSplit,
-        inputs: tuple[Tensor, ...],
-        additional_forward_args: tuple[Any, ...] | None,
-        rows_per_example: int,
-    ) -> None:
+    def __init__(self, request: Request) -> None:
+        split = request.site.split(request.to_input)
+        value, boundary = request.run_prefix(split)
         with torch.no_grad():
-            value, *boundary = split.prefix(*inputs, *(additional_forward_args or ()))
             # Clones: the suffix may start with an in-place op (ReLU(inplace=True)).
             output = split.suffix(value.clone(), *_clones(boundary))
         super().__init__(value, output)
         self._suffix = split.suffix
-        self._boundary = [expand_rows(b, rows_per_example, len(value)) for b in boundary]
+        self._boundary = [expand_rows(b, request.rows_per_example, len(value)) for b in boundary]
 
     def __call__(self, value: Tensor) -> Tensor:
         return self._suffix(value, *_clones(self._boundary))
@@ -232,38 +244,27 @@ class _HookedSuffix(Suffix):
 
     strategy = "hooked"
 
-    def __init__(
-        self,
-        site: LayerSite,
-        to_input: bool,
-        inputs: tuple[Tensor, ...],
-        additional_forward_args: tuple[Any, ...] | None,
-        rows_per_example: int,
-    ) -> None:
-        value, output, devices, rows = _capture(site, to_input, inputs, additional_forward_args)
+    def __init__(self, request: Request) -> None:
+        value, output, devices, rows = _capture(request)
         super().__init__(value, output)
-        self._site = site
-        self._to_input = to_input
-        self._forward_func = site.forward_func
-        self._inputs = inputs
-        self._additional_forward_args = additional_forward_args
+        self._request = request
         self._devices = devices
-        self._rows = [r * rows_per_example for r in rows]
-        # A graph through DataParallel's gather needs autograd on in every replica.
-        self._prefix_grad = len(devices) > 1
+        self._rows = [r * request.rows_per_example for r in rows]
 
     def __call__(self, value: Tensor) -> Tensor:
         # One device takes the value whole: split views break in-place ops after the layer.
         parts = value.split(self._rows) if len(self._devices) > 1 else (value,)
         chunks = dict(zip(self._devices, parts, strict=True))
+        request = self._request
         return _substituted_forward(
-            self._forward_func,
-            self._site.layer,
-            self._to_input,
+            request.site.forward_func,
+            request.site.layer,
+            request.to_input,
             lambda device: chunks[device].to(device),
-            self._inputs,
-            self._additional_forward_args,
-            self._prefix_grad,
+            request.inputs,
+            request.additional_forward_args,
+            # A graph through DataParallel's gather needs autograd on in every replica.
+            prefix_grad=len(self._devices) > 1,
         )
 
 
@@ -272,29 +273,19 @@ class _RerunSuffix(Suffix):
 
     strategy = "rerun"
 
-    def __init__(
-        self,
-        site: LayerSite,
-        to_input: bool,
-        inputs: tuple[Tensor, ...],
-        additional_forward_args: tuple[Any, ...] | None,
-        rows_per_example: int,
-        captured: tuple[Tensor, Tensor] | None = None,
-    ) -> None:
-        if captured is None:
-            value, output, _, _ = _capture(site, to_input, inputs, additional_forward_args)
-        else:
-            value, output = captured
+    def __init__(self, request: Request, captured: tuple[Tensor, Tensor] | None = None) -> None:
+        value, output = captured or _capture(request)[:2]
         super().__init__(value, output)
-        forward_func = site.forward_func
+        forward_func = request.site.forward_func
         if isinstance(forward_func, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             forward_func = forward_func.module
+        rows = request.rows_per_example
         self._forward_func = forward_func
-        self._layer = site.layer
-        self._to_input = to_input
-        self._inputs = tuple(x.repeat_interleave(rows_per_example, dim=0) for x in inputs)
+        self._layer = request.site.layer
+        self._to_input = request.to_input
+        self._inputs = tuple(x.repeat_interleave(rows, dim=0) for x in request.inputs)
         self._additional_forward_args = _expand_additional_forward_args(
-            additional_forward_args, rows_per_example, ExpansionTypes.repeat_interleave
+            request.additional_forward_args, rows, ExpansionTypes.repeat_interleave
         )
 
     def __call__(self, value: Tensor) -> Tensor:
@@ -309,20 +300,16 @@ class _RerunSuffix(Suffix):
         )
 
 
-def _capture(
-    site: LayerSite,
-    to_input: bool,
-    inputs: tuple[Tensor, ...],
-    additional_forward_args: tuple[Any, ...] | None,
-) -> tuple[Tensor, Tensor, list[torch.device], list[int]]:
+def _capture(request: Request) -> tuple[Tensor, Tensor, list[torch.device], list[int]]:
     """Runs the model once; returns the layer value, the output, and per-device rows."""
+    site, to_input = request.site, request.to_input
     try:
         with torch.no_grad():
             saved, output = _forward_layer_distributed_eval(
                 site.forward_func,
-                inputs,
+                request.inputs,
                 site.layer,
-                additional_forward_args=additional_forward_args,
+                additional_forward_args=request.additional_forward_args,
                 attribute_to_layer_input=to_input,
                 forward_hook_with_return=True,
             )
@@ -427,41 +414,36 @@ def _reproduces(suffix: Suffix, expected_value: Tensor, expected: Tensor, rows: 
     return _close(got, expand_rows(expected, rows, len(expected)))
 
 
-def open_suffix(
-    site: LayerSite,
-    to_input: bool,
-    inputs: tuple[Tensor, ...],
-    additional_forward_args: tuple[Any, ...] | None,
-    rows_per_example: int,
-) -> Suffix:
-    """Prepares the suffix of ``site`` for these inputs, running the model once.
+_SUFFIXES: dict[str, Callable[[Request], Suffix]] = {
+    "traced": _TracedSuffix,
+    "hooked": _HookedSuffix,
+    "rerun": _RerunSuffix,
+}
+
+
+def open_suffix(request: Request) -> Suffix:
+    """Prepares the suffix for ``request``, running the model once.
 
     With ``site.strategy == "auto"`` the first call per side of the layer tries
     the strategies in order and keeps the first that reproduces the model's own
     output; a named strategy is used as is.
     """
-    args = (inputs, additional_forward_args, rows_per_example)
+    site, to_input = request.site, request.to_input
     strategy = site.strategy if site.strategy != "auto" else site.chosen.get(to_input)
-    if strategy == "traced":
-        return _TracedSuffix(site.split(to_input), *args)
-    if strategy == "hooked":
-        return _HookedSuffix(site, to_input, *args)
-    if strategy == "rerun":
-        return _RerunSuffix(site, to_input, *args)
+    if strategy is not None:
+        return _SUFFIXES[strategy](request)
 
-    hooked = _HookedSuffix(site, to_input, *args)
-    candidates: Sequence[Callable[[], Suffix]] = (
-        lambda: _TracedSuffix(site.split(to_input), *args),
-        lambda: hooked,
-    )
+    hooked = _HookedSuffix(request)
+    candidates: Sequence[Callable[[], Suffix]] = (lambda: _TracedSuffix(request), lambda: hooked)
     for make in candidates:
         try:
             suffix = make()
         except Untraceable:
             continue
         same_start = _close(suffix.value, hooked.value) and _close(suffix.output, hooked.output)
-        if same_start and _reproduces(suffix, hooked.value, hooked.output, rows_per_example):
+        rows = request.rows_per_example
+        if same_start and _reproduces(suffix, hooked.value, hooked.output, rows):
             site.chosen[to_input] = suffix.strategy
             return suffix
     site.chosen[to_input] = "rerun"
-    return _RerunSuffix(site, to_input, *args, captured=(hooked.value, hooked.output))
+    return _RerunSuffix(request, captured=(hooked.value, hooked.output))

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from captum_infocam._context import preserved_buffers, seeded
-from captum_infocam._suffix import STRATEGIES, LayerSite, expand_rows, open_suffix
+from captum_infocam._suffix import STRATEGIES, LayerSite, Request, expand_rows, open_suffix
 from captum_infocam._targets import check_target, target_index
 from captum_infocam._validation import (
     check_choice,
@@ -238,7 +238,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         device = inputs[0].device
         with preserved_buffers(self._model), seeded(seed, device) as generator:
             suffix = open_suffix(
-                self._site, attribute_to_layer_input, inputs, additional_forward_args, rows
+                Request(self._site, attribute_to_layer_input, inputs, additional_forward_args, rows)
             )
             check_finite_tensor("the output of forward_func", suffix.output)
             if likelihood == "softmax" and (suffix.output.dim() < 2 or suffix.output.shape[1] < 2):

@@ -78,17 +78,22 @@ def test_token_layouts_round_trip() -> None:
         TokenGrid(1).to_maps(torch.randn(1, 1 + 12, 5))
 
 
-def test_vit_gates_act_on_grid_channels_and_keep_the_class_token() -> None:
+def _tiny_vit(num_layers: int) -> nn.Module:
+    """torchvision's VisionTransformer, small: 32 px images, 4 x 4 patches of 8 px."""
     torch.manual_seed(0)
-    model = models.VisionTransformer(
+    return models.VisionTransformer(
         image_size=32,
         patch_size=8,
-        num_layers=2,
+        num_layers=num_layers,
         num_heads=2,
         hidden_dim=16,
         mlp_dim=32,
         num_classes=4,
     ).eval()
+
+
+def test_vit_gates_act_on_grid_channels_and_keep_the_class_token() -> None:
+    model = _tiny_vit(num_layers=2)
     layer = model.encoder.layers[-1].ln_1
     x = torch.randn(3, 3, 32, 32)
     cam = InfoCAM(model, layer, reshape_transform=TokenGrid(1))
@@ -110,15 +115,7 @@ def test_vit_gates_act_on_grid_channels_and_keep_the_class_token() -> None:
 
 
 def test_token_layer_without_layout_is_rejected() -> None:
-    model = models.VisionTransformer(
-        image_size=32,
-        patch_size=8,
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=16,
-        mlp_dim=32,
-        num_classes=4,
-    ).eval()
+    model = _tiny_vit(num_layers=1)
     with pytest.raises(ValueError, match="pass reshape_transform"):
         InfoCAM(model, model.encoder.layers[-1].ln_1).attribute(torch.randn(1, 3, 32, 32), target=0)
 

@@ -78,6 +78,18 @@ def _object_mask(
     return boxes_to_mask(boxes, image_size)  # type: ignore[arg-type]
 
 
+def _maps_and_object(
+    attributions: Tensor,
+    mask: Optional[Tensor],
+    boxes: Optional[Boxes],
+    image_size: Optional[tuple[int, int]],
+) -> tuple[Tensor, Tensor]:
+    """Normalised maps ``(N, H, W)`` at the object's resolution, and the object ``(N, H, W)``."""
+    region = _object_mask(mask, boxes, image_size)
+    maps = saliency_maps(attributions, tuple(region.shape[-2:]), len(region))
+    return maps, region.to(maps.device)
+
+
 def _nan_where_empty(values: Tensor, region: Tensor) -> Tensor:
     return torch.where(region.flatten(1).any(1), values, torch.full_like(values, float("nan")))
 
@@ -102,9 +114,7 @@ def energy_pointing_game(
     Returns:
         Tensor ``(N,)`` on the attributions' device; NaN where the object is empty.
     """
-    region = _object_mask(mask, boxes, image_size)
-    maps = saliency_maps(attributions, tuple(region.shape[-2:]), len(region))
-    region = region.to(maps.device)
+    maps, region = _maps_and_object(attributions, mask, boxes, image_size)
     total = maps.sum((1, 2))
     inside = (maps * region).sum((1, 2))
     uniform = region.to(maps.dtype).mean((1, 2))
@@ -135,9 +145,7 @@ def pointing_game(
         is empty.
     """
     check_int("tolerance", tolerance, 0)
-    region = _object_mask(mask, boxes, image_size)
-    maps = saliency_maps(attributions, tuple(region.shape[-2:]), len(region))
-    region = region.to(maps.device)
+    maps, region = _maps_and_object(attributions, mask, boxes, image_size)
     peak = maps.amax((1, 2), keepdim=True)
     maxima = (maps == peak) & (peak > 0)  # a constant map normalises to zeros: no maximum
     reach = region
