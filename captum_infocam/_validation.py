@@ -9,7 +9,19 @@ from typing import Any, Collection
 import torch
 from torch import Tensor
 
-__all__ = ["check_choice", "check_finite_tensor", "check_int", "check_real", "format_inputs"]
+__all__ = [
+    "check_bool",
+    "check_choice",
+    "check_finite_tensor",
+    "check_int",
+    "check_real",
+    "format_inputs",
+]
+
+
+def check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
 
 
 def check_int(name: str, value: Any, minimum: int) -> None:

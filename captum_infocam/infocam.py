@@ -20,6 +20,7 @@ from captum_infocam._context import preserved_buffers, seeded
 from captum_infocam._suffix import STRATEGIES, LayerSite, Request, expand_rows, open_suffix
 from captum_infocam._targets import check_target, target_index
 from captum_infocam._validation import (
+    check_bool,
     check_choice,
     check_finite_tensor,
     check_int,
@@ -28,7 +29,7 @@ from captum_infocam._validation import (
 )
 from captum_infocam.dsib import READOUTS, DSIBFit, fit_dsib
 from captum_infocam.layouts import ChannelsFirst, LayerLayout
-from captum_infocam.likelihood import LIKELIHOODS, Likelihood, resolve_likelihood
+from captum_infocam.likelihood import Likelihood, resolve_likelihood
 from captum_infocam.prior import PRIORS, PriorStatistics, PriorType, RunningMoments, prior_moments
 
 __all__ = ["CollapsedFitWarning", "InfoCAM"]
@@ -211,27 +212,14 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         inputs, num_examples = format_inputs(inputs)
         additional_forward_args = _format_additional_forward_args(additional_forward_args)
         check_target(target, num_examples)
-        for name, value in (
+        for name, flag in (
             ("attribute_to_layer_input", attribute_to_layer_input),
             ("relu_attributions", relu_attributions),
             ("attr_dim_summation", attr_dim_summation),
         ):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-        check_int("n_samples", n_samples, 1)
-        check_int("steps", steps, 1)
-        check_real("lr", lr, 0.0, strict=True)
-        check_real("beta", beta, 0.0)
-        check_real("gamma", gamma, 0.0)
-        check_real("alpha_init", alpha_init, float("-inf"))
-        check_choice("readout", readout, READOUTS)
-        if seed is not None:
-            check_int("seed", seed, 0)
+            check_bool(name, flag)
+        _check_fit_settings(n_samples, steps, lr, beta, gamma, alpha_init, readout, seed)
         prior = self._resolve_prior(prior)
-        if isinstance(likelihood, str):
-            check_choice("likelihood", likelihood, LIKELIHOODS)
-        elif not callable(likelihood):
-            raise TypeError("likelihood must be a name or a callable (output, index) -> log p")
         log_likelihood = resolve_likelihood(likelihood)
 
         rows = 2 * n_samples
@@ -361,6 +349,27 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             return prior
         check_choice("prior", prior, PRIORS)
         return prior
+
+
+def _check_fit_settings(
+    n_samples: Any,
+    steps: Any,
+    lr: Any,
+    beta: Any,
+    gamma: Any,
+    alpha_init: Any,
+    readout: Any,
+    seed: Any,
+) -> None:
+    check_int("n_samples", n_samples, 1)
+    check_int("steps", steps, 1)
+    check_real("lr", lr, 0.0, strict=True)
+    check_real("beta", beta, 0.0)
+    check_real("gamma", gamma, 0.0)
+    check_real("alpha_init", alpha_init, float("-inf"))
+    check_choice("readout", readout, READOUTS)
+    if seed is not None:
+        check_int("seed", seed, 0)
 
 
 def _owning_module(forward_func: Callable[..., Any]) -> Optional[nn.Module]:

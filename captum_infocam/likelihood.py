@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from captum_infocam._targets import select
+from captum_infocam._validation import check_choice
 
 __all__ = ["LIKELIHOODS", "Likelihood", "resolve_likelihood"]
 
@@ -41,8 +42,7 @@ def resolve_likelihood(likelihood: Union[str, Likelihood]) -> Likelihood:
     """Returns the likelihood named ``likelihood``, or ``likelihood`` if callable."""
     if callable(likelihood):
         return likelihood
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(
-            f"likelihood must be one of {sorted(LIKELIHOODS)} or a callable, got {likelihood!r}"
-        )
+    if not isinstance(likelihood, str):
+        raise TypeError("likelihood must be a name or a callable (output, index) -> log p")
+    check_choice("likelihood", likelihood, LIKELIHOODS)
     return LIKELIHOODS[likelihood]
