@@ -297,3 +297,30 @@ def test_collapse_is_reported_as_a_warning() -> None:
 
 def test_interpolate_is_captums() -> None:
     assert InfoCAM.interpolate is LayerAttribution.interpolate
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fit_matches_cpu_and_never_synchronises_per_step(trained_cnn: SmallCNN) -> None:
+    import warnings
+
+    x, y = coloured_squares(4, generator=torch.Generator().manual_seed(3))
+    model = SmallCNN(classes=3, width=8)
+    model.load_state_dict(trained_cnn.state_dict())
+    model = model.cuda().eval()
+    cam = InfoCAM(model, model.features)
+    attr = cam.attribute(x.cuda(), target=y.cuda())
+    assert attr.device.type == "cuda" and torch.isfinite(attr).all()
+
+    def synchronisations(steps: int) -> int:
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as record:
+                warnings.simplefilter("always")
+                cam.attribute(x.cuda(), target=y.cuda(), steps=steps)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in record)
+
+    # Argument checks and the final report synchronise a fixed number of times; the steps do not.
+    assert synchronisations(2) == synchronisations(12)

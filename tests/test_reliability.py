@@ -224,3 +224,21 @@ def test_metrics_handle_zero_probabilities_and_zero_maps() -> None:
     mask[:, 1:3, 1:3] = True
     assert pointing_game(zero, mask).eq(0).all()
     torch.testing.assert_close(energy_pointing_game(zero, mask), torch.full((2,), 4 / 25))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_autocast_to_float16_is_close_to_float32(trained_cnn: SmallCNN) -> None:
+    from tests.conftest import coloured_squares
+
+    x, y = coloured_squares(4, generator=torch.Generator().manual_seed(2))
+    model = SmallCNN(classes=3, width=8)
+    model.load_state_dict(trained_cnn.state_dict())
+    model = model.cuda().eval()
+    cam = InfoCAM(model, model.features)
+    reference = cam.attribute(x.cuda(), target=y.cuda())
+    with torch.autocast("cuda", dtype=torch.float16):
+        attr = cam.attribute(x.cuda(), target=y.cuda())
+    assert attr.dtype == torch.float32 and torch.isfinite(attr).all()
+    scale = reference.amax((1, 2, 3), keepdim=True)
+    torch.testing.assert_close(attr / scale, reference / scale, rtol=0, atol=0.1)
