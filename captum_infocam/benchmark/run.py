@@ -224,7 +224,12 @@ def _load_setup(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, str, li
         )
         if args.weights is not None:
             network.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
-        layer = network.get_submodule(args.layer)
+        try:
+            layer = network.get_submodule(args.layer)
+        except AttributeError:
+            raise SystemExit(
+                f"--layer must name a module of {args.model} (e.g. layer4), got {args.layer!r}"
+            ) from None
         if args.normalize == "imagenet":
             normalize = torchvision.transforms.v2.Normalize(
                 [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
