@@ -137,3 +137,10 @@ def trained_cnn() -> SmallCNN:
         loss.backward()
         optimizer.step()
     return model.eval().requires_grad_(False)
+
+
+def trained_copy(trained: SmallCNN, **to: object) -> SmallCNN:
+    """A copy of :func:`trained_cnn`'s network moved by ``Module.to(**to)``, in eval mode."""
+    model = SmallCNN(classes=3, width=8)
+    model.load_state_dict(trained.state_dict())
+    return model.to(**to).eval()  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from captum.metrics import sensitivity_max
 from torch import Tensor, nn
 
 from captum_infocam import CollapsedFitWarning, InfoCAM
-from tests.conftest import LinearHead, SmallCNN, coloured_squares
+from tests.conftest import LinearHead, SmallCNN, coloured_squares, trained_copy
 
 FAST = dict(n_samples=4, steps=5)
 # Random-weight models carry no evidence for any class, so their fits may close every
@@ -305,9 +305,7 @@ def test_cuda_fit_matches_cpu_and_never_synchronises_per_step(trained_cnn: Small
     import warnings
 
     x, y = coloured_squares(4, generator=torch.Generator().manual_seed(3))
-    model = SmallCNN(classes=3, width=8)
-    model.load_state_dict(trained_cnn.state_dict())
-    model = model.cuda().eval()
+    model = trained_copy(trained_cnn, device="cuda")
     cam = InfoCAM(model, model.features)
     attr = cam.attribute(x.cuda(), target=y.cuda())
     assert attr.device.type == "cuda" and torch.isfinite(attr).all()

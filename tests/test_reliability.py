@@ -19,7 +19,7 @@ from captum_infocam.metrics import (
     improved_average_drop,
     pointing_game,
 )
-from tests.conftest import ModelState, SmallCNN
+from tests.conftest import ModelState, SmallCNN, coloured_squares, trained_copy
 
 pytestmark = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
 
@@ -174,13 +174,9 @@ def test_non_finite_values_are_reported(where: str) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
 def test_other_dtypes_give_maps_close_to_float32(trained_cnn: SmallCNN, dtype: torch.dtype) -> None:
-    from tests.conftest import coloured_squares
-
     x, y = coloured_squares(4, generator=torch.Generator().manual_seed(1))
     reference = InfoCAM(trained_cnn, trained_cnn.features).attribute(x, target=y)
-    model = SmallCNN(classes=3, width=8)
-    model.load_state_dict(trained_cnn.state_dict())
-    model = model.to(dtype).eval()
+    model = trained_copy(trained_cnn, dtype=dtype)
     attr = InfoCAM(model, model.features).attribute(x.to(dtype), target=y)
     assert attr.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     tolerance = 1e-5 if dtype == torch.float64 else 0.1
@@ -189,8 +185,6 @@ def test_other_dtypes_give_maps_close_to_float32(trained_cnn: SmallCNN, dtype: t
 
 
 def test_cpu_autocast_to_bfloat16_is_close_to_float32(trained_cnn: SmallCNN) -> None:
-    from tests.conftest import coloured_squares
-
     x, y = coloured_squares(4, generator=torch.Generator().manual_seed(2))
     cam = InfoCAM(trained_cnn, trained_cnn.features)
     reference = cam.attribute(x, target=y)
@@ -229,12 +223,8 @@ def test_metrics_handle_zero_probabilities_and_zero_maps() -> None:
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_autocast_to_float16_is_close_to_float32(trained_cnn: SmallCNN) -> None:
-    from tests.conftest import coloured_squares
-
     x, y = coloured_squares(4, generator=torch.Generator().manual_seed(2))
-    model = SmallCNN(classes=3, width=8)
-    model.load_state_dict(trained_cnn.state_dict())
-    model = model.cuda().eval()
+    model = trained_copy(trained_cnn, device="cuda")
     cam = InfoCAM(model, model.features)
     reference = cam.attribute(x.cuda(), target=y.cuda())
     with torch.autocast("cuda", dtype=torch.float16):
