@@ -373,6 +373,30 @@ def test_results_stay_within_their_documented_bounds(
     assert torch.isnan(values["energy"]).eq(~mask.flatten(1).any(1)).all()
 
 
+@pytest.mark.parametrize(
+    ("metric", "passes"),
+    [
+        (average_drop, 2),
+        (average_increase, 2),
+        (average_gain, 2),
+        (improved_average_increase, 2),
+        (improved_average_drop, 3),
+        (confidence_metrics, 3),
+    ],
+    ids=lambda v: getattr(v, "__name__", str(v)),
+)
+def test_each_confidence_metric_runs_only_the_forward_passes_it_needs(metric, passes: int) -> None:
+    model = _classifier()
+    x, maps, target = _batch(n=3)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    try:
+        metric(model, x, maps, target=target)
+    finally:
+        handle.remove()
+    assert calls == [3] * passes
+
+
 def test_metrics_name_their_direction() -> None:
     lower = {average_drop, improved_average_drop, deletion_auc}
     for metric in [*ALL_FORWARD_METRICS, energy_pointing_game, pointing_game]:

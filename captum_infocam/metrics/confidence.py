@@ -65,11 +65,12 @@ DEFAULT_TOLERANCE = 0.01
 
 
 class ConfidenceScores(NamedTuple):
-    """Target scores, each ``(N,)``: on the image, on the masked image, on the removed image."""
+    """Target scores, each ``(N,)``: on the image, on the masked image, and on the
+    removed image (``None`` where it was not asked for)."""
 
     original: Tensor
     masked: Tensor
-    removed: Tensor
+    removed: Optional[Tensor]
 
 
 def confidence_scores(
@@ -80,8 +81,9 @@ def confidence_scores(
     additional_forward_args: Any = None,
     score_fn: Union[str, ScoreFunction] = "softmax",
     max_examples_per_batch: Optional[int] = None,
+    with_removed: bool = True,
 ) -> ConfidenceScores:
-    r"""Computes :math:`Y`, :math:`O` and :math:`Y_0` (three forward passes over the batch).
+    r"""Computes :math:`Y`, :math:`O` and :math:`Y_0` (a forward pass over the batch each).
 
     Args:
         forward_func (Callable): the model.
@@ -93,6 +95,8 @@ def confidence_scores(
         score_fn (str or Callable, optional): ``"softmax"``, ``"sigmoid"``,
             ``"identity"`` or a callable applied to the output. Default: ``"softmax"``
         max_examples_per_batch (int, optional): most images per forward pass.
+        with_removed (bool, optional): also score the removed image, :math:`Y_0`
+            (only the improved drop needs it). Default: True
 
     Returns:
         :class:`ConfidenceScores` on the inputs' device.
@@ -102,10 +106,15 @@ def confidence_scores(
     scorer = TargetScorer(
         forward_func, x, target, additional_forward_args, score_fn, max_examples_per_batch
     )
+    removed = (
+        scorer.score(len(x), lambda jobs: (torch.zeros_like(x[jobs]), jobs))
+        if with_removed
+        else None
+    )
     return ConfidenceScores(
         original=scorer.original(),
         masked=scorer.score(len(x), lambda jobs: (maps[jobs, None] * x[jobs], jobs)),
-        removed=scorer.score(len(x), lambda jobs: (torch.zeros_like(x[jobs]), jobs)),
+        removed=removed,
     )
 
 
@@ -125,6 +134,7 @@ def _gain(scores: ConfidenceScores) -> Tensor:
 
 def _improved_drop(scores: ConfidenceScores) -> Tensor:
     y, o, y0 = scores
+    assert y0 is not None, "confidence_scores(..., with_removed=True) gives Y0"
     cost = y - y0
     relative = ((y - o) / cost.clamp_min(_MIN_RANGE)).clamp(0, 1)
     return torch.where(cost > _MIN_RANGE, relative, torch.zeros_like(relative))
@@ -150,9 +160,16 @@ _SIGNATURE_DOC = """
 
 
 def _confidence_metric(
-    name: str, formula: Callable[[ConfidenceScores], Tensor], doc: str, better_high: bool
+    name: str,
+    formula: Callable[[ConfidenceScores], Tensor],
+    doc: str,
+    better_high: bool,
+    with_removed: bool = False,
 ) -> Callable[..., Tensor]:
-    """Builds the public metric ``name`` that applies ``formula`` to :func:`confidence_scores`."""
+    """Builds the public metric ``name`` that applies ``formula`` to :func:`confidence_scores`.
+
+    Only a formula that reads :math:`Y_0` (``with_removed``) pays its forward pass.
+    """
 
     def metric(
         forward_func: Callable[..., Tensor],
@@ -172,6 +189,7 @@ def _confidence_metric(
                 additional_forward_args,
                 score_fn,
                 max_examples_per_batch,
+                with_removed,
             )
         )
 
@@ -203,6 +221,7 @@ improved_average_drop = _confidence_metric(
     _improved_drop,
     r"""Improved Average Drop :math:`\mathrm{clip}((Y - O)/(Y - Y_0), 0, 1)`; lower is better.""",
     False,
+    with_removed=True,
 )
 
 
@@ -232,6 +251,7 @@ def improved_average_increase(
         additional_forward_args,
         score_fn,
         max_examples_per_batch,
+        with_removed=False,
     )
     return _improved_increase(scores, tolerance)
 
