@@ -16,7 +16,7 @@ import time
 import torch
 
 from captum_infocam import InfoCAM
-from captum_infocam.benchmark.data import ShapesDataset, collate
+from captum_infocam.benchmark.data import reference_images
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.methods import METHODS
 from captum_infocam.benchmark.run import METRICS, evaluate, summarise
@@ -52,14 +52,11 @@ def main() -> None:
 
     model = load_model(args.arch)
     sources = [ShapesItems("single", args.images), ShapesItems("pair", args.pairs)]
-    reference = ShapesDataset("val", 512)
     labels = [f"{m.label}{'↑' if m.higher_is_better else '↓'}" for m in METRICS]
     for role in args.layers.split(","):
         layer_name = LAYERS[args.arch][role]
         layer = model.get_submodule(layer_name)
-        statistics = InfoCAM(model, layer).fit_statistics(
-            collate([reference[i] for i in range(s, s + 128)]).image for s in range(0, 512, 128)
-        )
+        statistics = InfoCAM(model, layer).fit_statistics(reference_images())
         rows = {"Grad-CAM (reference)": {"Grad-CAM": METHODS["Grad-CAM"](model, layer, {})}}
         for name in args.configs.split(","):
             settings = BASE | CONFIGS[name]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.ops import masks_to_boxes
 
-__all__ = ["CLASSES", "SPLITS", "ShapeItem", "ShapesDataset"]
+__all__ = ["CLASSES", "SPLITS", "ShapeItem", "ShapesDataset", "collate", "reference_images"]
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
@@ -238,3 +238,12 @@ def collate(items: list[ShapeItem]) -> ShapeItem:
         masks=torch.stack([item.masks for item in items]),
         boxes=torch.stack([item.boxes for item in items]),
     )
+
+
+def reference_images(seed: int = 0, images: int = 512, batch_size: int = 128) -> Iterator[Tensor]:
+    """Batches ``(B, 3, H, W)`` of the validation split: the reference data of the
+    ``"dataset"`` prior (``InfoCAM.fit_statistics``)."""
+    reference = ShapesDataset("val", images, seed=seed)
+    for start in range(0, images, batch_size):
+        stop = min(start + batch_size, images)
+        yield collate([reference[i] for i in range(start, stop)]).image

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from captum_infocam import InfoCAM, PriorStatistics
-from captum_infocam.benchmark.data import ShapesDataset, collate
+from captum_infocam.benchmark.data import reference_images
 from captum_infocam.benchmark.items import Batch, FolderItems, ShapesItems
 from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS, Explainer
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
@@ -261,11 +261,7 @@ def _reference_statistics(
     """The layer's statistics over reference images: the shapes validation split, or the
     folder's own images for real data."""
     if args.image_folder is None:
-        reference = ShapesDataset("val", 512, seed=args.seed)
-        batches = (
-            collate([reference[i] for i in range(s, s + 128)]).image.to(device)
-            for s in range(0, 512, 128)
-        )
+        batches = (images.to(device) for images in reference_images(args.seed))
     else:
         folder = sources[0]
         batches = (
