@@ -113,8 +113,8 @@ def _run_command(tmp_path: Path, processes: int) -> list[dict]:
         arguments = [
             "-m",
             "torch.distributed.run",
+            "--standalone",  # a free port, not a fixed one another run may still hold
             f"--nproc_per_node={processes}",
-            "--master_port=29533",
             *arguments,
         ]
     environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
