@@ -4,14 +4,17 @@ from captum_infocam.dsib import DSIBFit
 from captum_infocam.infocam import CollapsedFitWarning, InfoCAM
 from captum_infocam.layouts import ChannelsFirst, ChannelsLast, TokenGrid
 from captum_infocam.prior import PriorStatistics
+from captum_infocam.wrappers import DetectionBoxScore, SegmentationRegion
 
 __all__ = [
     "ChannelsFirst",
     "ChannelsLast",
     "CollapsedFitWarning",
     "DSIBFit",
+    "DetectionBoxScore",
     "InfoCAM",
     "PriorStatistics",
+    "SegmentationRegion",
     "TokenGrid",
 ]
 

@@ -9,8 +9,13 @@ import torch
 import torchvision
 from torch import nn
 
-from captum_infocam import ChannelsLast, InfoCAM, TokenGrid
-from captum_infocam.targets import DetectionBoxScore, SegmentationRegion
+from captum_infocam import (
+    ChannelsLast,
+    DetectionBoxScore,
+    InfoCAM,
+    SegmentationRegion,
+    TokenGrid,
+)
 
 FAST = dict(n_samples=2, steps=2)
 pytestmark = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
