@@ -96,8 +96,8 @@ LAYERS: dict[str, dict[str, str]] = {
 
 
 def weights_path(arch: str) -> Path:
-    """Where the shipped weights of ``arch`` live inside the package."""
-    return Path(str(resources.files("captum_infocam") / "data" / f"{arch}.pt"))
+    """Where the shipped weights of ``arch`` live: ``weights/<arch>.pt`` beside this module."""
+    return Path(str(resources.files("captum_infocam.benchmark") / "weights" / f"{arch}.pt"))
 
 
 def load_model(arch: str, path: Path | None = None) -> nn.Module:
