@@ -12,7 +12,7 @@ import contextlib
 import io
 import math
 import zlib
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 from captum.attr import LayerGradCam
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from captum_infocam import InfoCAM
 from captum_infocam.benchmark.items import Batch
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "Explainer"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "Explainer", "pytorch_grad_cam_method"]
 
 Explainer = Callable[[Batch], Tensor]
 Factory = Callable[[nn.Module, nn.Module, dict[str, Any]], Explainer]
@@ -37,27 +37,53 @@ def _grad_cam(model: nn.Module, layer: nn.Module, settings: dict[str, Any]) -> E
     return lambda batch: cam.attribute(batch.image, target=batch.target, relu_attributions=True)
 
 
+def pytorch_grad_cam_method(
+    class_name: str,
+    model: nn.Module,
+    layer: nn.Module,
+    reshape_transform: Optional[Callable[[Tensor], Tensor]] = None,
+    batch_size: int = 128,
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """A method of pytorch-grad-cam (the ``bench`` extra) as ``(images, targets) -> maps``.
+
+    The method's hooks are held for one call only. The maps are ``(N, 1, H, W)``
+    on the images' device.
+
+    Args:
+        class_name (str): the class in ``pytorch_grad_cam``, e.g. ``"GradCAMPlusPlus"``.
+        model (nn.Module): the classifier.
+        layer (nn.Module): its layer to explain.
+        reshape_transform (Callable, optional): pytorch-grad-cam's one-way
+            transform of the layer's value to ``(N, C, H, W)`` maps.
+            Default: None (the value is already maps)
+        batch_size (int, optional): masked images per forward pass of Score-CAM.
+            Default: 128
+    """
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    method = getattr(pytorch_grad_cam, class_name)
+
+    def explain(images: Tensor, targets: Tensor) -> Tensor:
+        classes = [ClassifierOutputTarget(int(t)) for t in targets]
+        # Score-CAM draws a progress bar per image; keep the output readable.
+        with (
+            method(model=model, target_layers=[layer], reshape_transform=reshape_transform) as cam,
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            cam.batch_size = batch_size
+            maps = cam(input_tensor=images, targets=classes)
+        return torch.from_numpy(maps).to(images.device)[:, None]
+
+    return explain
+
+
 def _pytorch_grad_cam(class_name: str) -> Factory:
-    """A method of pytorch-grad-cam (the ``bench`` extra), hooks held for one call only."""
+    """The benchmark's factory for a method of pytorch-grad-cam."""
 
     def factory(model: nn.Module, layer: nn.Module, settings: dict[str, Any]) -> Explainer:
-        import pytorch_grad_cam
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-        method = getattr(pytorch_grad_cam, class_name)
-
-        def explain(batch: Batch) -> Tensor:
-            targets = [ClassifierOutputTarget(int(t)) for t in batch.target]
-            # Score-CAM draws a progress bar per image; keep the benchmark's output readable.
-            with (
-                method(model=model, target_layers=[layer]) as cam,
-                contextlib.redirect_stderr(io.StringIO()),
-            ):
-                cam.batch_size = 128
-                maps = cam(input_tensor=batch.image, targets=targets)
-            return torch.from_numpy(maps).to(batch.image.device)[:, None]
-
-        return explain
+        explain = pytorch_grad_cam_method(class_name, model, layer)
+        return lambda batch: explain(batch.image, batch.target)
 
     return factory
 

@@ -6,36 +6,19 @@ N * n_steps perturbed images plus the N originals, in batches of
 same batch size on the unperturbed images. The ratio is the metric's overhead
 (ranking pixels, building perturbed images, collecting scores); 1.0 is free.
 
-    python benchmarks/metrics_speed.py [--device cuda] [--images 32] [--n-steps 16]
+    python timing/metrics_speed.py [--device cuda] [--images 32] [--n-steps 16]
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import statistics
-import time
-from typing import Callable
 
 import torch
 import torchvision
 
+from captum_infocam.benchmark.clock import clock
 from captum_infocam.metrics import deletion_auc, insertion_auc
-
-
-def clock(function: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Median wall time of ``function`` over ``repeats`` runs after one warm-up."""
-    function()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        function()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -12,20 +12,16 @@ pass per channel) is slow on a CPU, so it runs only where the batch is at most
 ``max_memory_allocated``, or on a CPU the peak resident set of a fresh process
 running the method once (Linux's ``VmHWM``).
 
-    python benchmarks/speed.py [--device cuda] [--batches 1,8] [--memory]
+    python timing/speed.py [--device cuda] [--batches 1,8] [--memory]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import io
 import multiprocessing
-import statistics
-import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torchvision
@@ -33,6 +29,9 @@ from captum.attr import LayerGradCam
 from torch import nn
 
 from captum_infocam import InfoCAM, TokenGrid
+from captum_infocam.benchmark.clock import clock, synchronize
+from captum_infocam.benchmark.methods import pytorch_grad_cam_method
+from captum_infocam.layouts import LayerLayout
 
 SETUPS: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module], nn.Module], object]] = {
     "resnet50/layer2": (torchvision.models.resnet50, lambda m: m.layer2, None),
@@ -46,23 +45,11 @@ SETUPS: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module], nn.Module
 }
 
 
-def _grad_cam_library(name: str, model: nn.Module, layer: nn.Module, layout: object):
-    import pytorch_grad_cam
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    reshape = None if layout is None else (lambda t: layout.to_maps(t))
-
-    def run(x: torch.Tensor, target: torch.Tensor) -> object:
-        targets = [ClassifierOutputTarget(int(t)) for t in target]
-        method = getattr(pytorch_grad_cam, name)
-        with (
-            method(model=model, target_layers=[layer], reshape_transform=reshape) as cam,
-            contextlib.redirect_stderr(io.StringIO()),
-        ):
-            cam.batch_size = 64
-            return cam(input_tensor=x, targets=targets)
-
-    return run
+def _pytorch_grad_cam(
+    name: str, model: nn.Module, layer: nn.Module, layout: Optional[LayerLayout]
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    reshape = None if layout is None else layout.to_maps
+    return pytorch_grad_cam_method(name, model, layer, reshape_transform=reshape, batch_size=64)
 
 
 def methods(
@@ -79,27 +66,10 @@ def methods(
     return {
         "LayerGradCam (captum)": grad_layer,
         "InfoCAM": lambda x, t: infocam.attribute(x, target=t),
-        "GradCAM++ (grad-cam)": _grad_cam_library("GradCAMPlusPlus", model, layer, layout),
-        "LayerCAM (grad-cam)": _grad_cam_library("LayerCAM", model, layer, layout),
-        "ScoreCAM (grad-cam)": _grad_cam_library("ScoreCAM", model, layer, layout),
+        "GradCAM++ (grad-cam)": _pytorch_grad_cam("GradCAMPlusPlus", model, layer, layout),
+        "LayerCAM (grad-cam)": _pytorch_grad_cam("LayerCAM", model, layer, layout),
+        "ScoreCAM (grad-cam)": _pytorch_grad_cam("ScoreCAM", model, layer, layout),
     }, infocam
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def clock(run: Callable[[], object], device: torch.device, repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        run()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _setup(name: str, batch: int, device: torch.device):
@@ -134,7 +104,7 @@ def peak_memory_mb(name: str, batch: int, method: str, device: torch.device, run
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
         run()
-        _sync(device)
+        synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
