@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, Union
@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from captum_infocam import InfoCAM, PriorStatistics
+from captum_infocam.benchmark.clock import timed
 from captum_infocam.benchmark.data import reference_images
 from captum_infocam.benchmark.items import Batch, FolderItems, ShapesItems
 from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS, Explainer
@@ -36,7 +37,7 @@ from captum_infocam.metrics import (
     pointing_game,
 )
 
-__all__ = ["METRICS", "add_run_arguments", "evaluate", "summarise"]
+__all__ = ["METRICS", "add_arguments", "evaluate", "summarise"]
 
 Items = Union[ShapesItems, FolderItems]
 
@@ -96,13 +97,8 @@ def evaluate(
     for indices in tqdm(mine, desc=f"{items.split}", disable=rank != 0, unit="batch"):
         batch = items.load(indices).to(device)
         for name, explain in explainers.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            maps = explain(batch)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = (time.perf_counter() - start) / len(indices)
+            maps, seconds = timed(functools.partial(explain, batch), device)
+            seconds /= len(indices)
             values = {
                 k: v.tolist()
                 for k, v in score_batch(model, batch, maps, n_steps, tolerance).items()
@@ -350,7 +346,8 @@ def _run(args: argparse.Namespace) -> None:
     print(f"per-item results: {args.out / f'{tag}_records.csv'}")
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``run`` command's arguments and handler."""
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet")
     parser.add_argument(
         "--layer",
@@ -394,14 +391,3 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--image-size", type=int, default=224)
     real.add_argument("--normalize", choices=["imagenet", "none"], default="imagenet")
     parser.set_defaults(handler=_run)
-
-
-def add_sanity_arguments(parser: argparse.ArgumentParser) -> None:
-    from captum_infocam.benchmark.sanity import run_sanity
-
-    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet")
-    parser.add_argument("--layer", default="last")
-    parser.add_argument("--images", type=int, default=50)
-    parser.add_argument("--methods", type=lambda s: s.split(","), default=["InfoCAM", "Grad-CAM"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(handler=run_sanity)

@@ -18,10 +18,10 @@ from torch import Tensor, nn
 
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.methods import METHODS
-from captum_infocam.benchmark.zoo import LAYERS, load_model
+from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
 from captum_infocam.metrics._common import saliency_maps
 
-__all__ = ["CASCADES", "rank_correlation", "run_sanity"]
+__all__ = ["CASCADES", "add_arguments", "rank_correlation", "run_sanity"]
 
 #: Modules re-initialised at each step, from the output backwards.
 CASCADES = {
@@ -85,3 +85,13 @@ def run_sanity(args: argparse.Namespace) -> None:
             valid = correlation[~torch.isnan(correlation)]
             cells.append(f"{valid.mean():.3f} (n = {len(valid)})" if len(valid) else "all constant")
         print(f"| {cascade[step - 1]} | " + " | ".join(cells) + " |")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``sanity`` command's arguments and handler."""
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet")
+    parser.add_argument("--layer", default="last")
+    parser.add_argument("--images", type=int, default=50)
+    parser.add_argument("--methods", type=lambda s: s.split(","), default=["InfoCAM", "Grad-CAM"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=run_sanity)

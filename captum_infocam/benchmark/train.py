@@ -7,6 +7,7 @@ run repeats exactly.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from captum_infocam.benchmark.data import ShapesDataset, collate
-from captum_infocam.benchmark.zoo import ARCHITECTURES
+from captum_infocam.benchmark.zoo import ARCHITECTURES, weights_path
 
-__all__ = ["TrainingResult", "accuracy", "train"]
+__all__ = ["TrainingResult", "accuracy", "add_arguments", "train"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,39 @@ def train(
         out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), out)
     return result
+
+
+def _train_command(args: argparse.Namespace) -> None:
+    out = args.out or (None if args.no_objects else weights_path(args.arch))
+    result = train(
+        args.arch,
+        epochs=args.epochs,
+        images_per_epoch=args.images_per_epoch,
+        seed=args.seed,
+        draw_objects=not args.no_objects,
+        out=out,
+    )
+    what = "without the class shapes" if args.no_objects else "on the shapes data set"
+    print(f"{args.arch} trained {what}: held-out accuracy {result.val_accuracy:.4f}")
+    if out is not None:
+        print(f"weights written to {out}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``train`` command's arguments and handler."""
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), required=True)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--images-per-epoch", type=int, default=12_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-objects",
+        action="store_true",
+        help="train on images without the class shapes (leakage check)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write the weights (default: the shipped file)",
+    )
+    parser.set_defaults(handler=_train_command)

@@ -1,17 +1,18 @@
-"""The sweep that chose InfoCAM's defaults (docs/benchmark.md).
+"""The sweep that chose InfoCAM's defaults (``docs/benchmark.md``).
 
 Each configuration changes one setting (or a read-out with a prior) from a base
 and runs the benchmark's evaluation on both splits of the shapes data set, at
 the last and at the middle layer of a shipped network. Grad-CAM is scored on the
 same items as a reference. Prints one markdown table per (architecture, layer).
 
-    python benchmarks/sweep_defaults.py [--arch resnet] [--images 100] [--pairs 50]
+    python -m captum_infocam.benchmark sweep [--arch resnet] [--images 100] [--pairs 50]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import torch
 
@@ -22,8 +23,14 @@ from captum_infocam.benchmark.methods import METHODS
 from captum_infocam.benchmark.run import METRICS, evaluate, summarise
 from captum_infocam.benchmark.zoo import LAYERS, load_model
 
-BASE = dict(n_samples=10, steps=10, lr=1.0, beta=1.0, gamma=1.0, prior="zero", readout="gates")
-CONFIGS: dict[str, dict] = {
+__all__ = ["BASE", "CONFIGS", "add_arguments", "run_sweep"]
+
+#: The setting every configuration starts from: the prototype's.
+BASE: dict[str, Any] = dict(
+    n_samples=10, steps=10, lr=1.0, beta=1.0, gamma=1.0, prior="zero", readout="gates"
+)
+#: What each configuration changes in :data:`BASE`.
+CONFIGS: dict[str, dict[str, Any]] = {
     "base": {},
     "readout=bits": dict(readout="bits"),
     "readout=standardized": dict(readout="standardized"),
@@ -38,18 +45,10 @@ CONFIGS: dict[str, dict] = {
     "steps=20": dict(steps=20),
     "lr=0.3": dict(lr=0.3),
 }
-COLUMNS = ["seconds", *(m.key for m in METRICS)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="resnet")
-    parser.add_argument("--layers", default="last,middle")
-    parser.add_argument("--images", type=int, default=100)
-    parser.add_argument("--pairs", type=int, default=50)
-    parser.add_argument("--configs", default=",".join(CONFIGS))
-    args = parser.parse_args()
-
+def run_sweep(args: argparse.Namespace) -> None:
+    """Prints the sweep's tables (the ``sweep`` command)."""
     model = load_model(args.arch)
     sources = [ShapesItems("single", args.images), ShapesItems("pair", args.pairs)]
     labels = [f"{m.label}{'↑' if m.higher_is_better else '↓'}" for m in METRICS]
@@ -71,15 +70,20 @@ def main() -> None:
             records = []
             for source in sources:
                 records += evaluate(model, source, explainers, 25, 16, 4, torch.device("cpu"))
-            summary = summarise(records)
-            for split, methods in summary.items():
+            for split, methods in summarise(records).items():
                 values = next(iter(methods.values()))
                 cells = [f"{values['seconds'][0]:.4f}"] + [
-                    f"{values[key][0]:.3f}" for key in COLUMNS[1:]
+                    f"{values[m.key][0]:.3f}" for m in METRICS
                 ]
                 print(f"| {name} | {split} | " + " | ".join(cells) + " |", flush=True)
             print(f"<!-- {name}: {time.perf_counter() - start:.0f} s -->", flush=True)
 
 
-if __name__ == "__main__":
-    main()
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``sweep`` command's arguments and handler."""
+    parser.add_argument("--arch", default="resnet")
+    parser.add_argument("--layers", default="last,middle")
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--pairs", type=int, default=50)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.set_defaults(handler=run_sweep)
