@@ -66,7 +66,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
     After each call, :attr:`last_fit` holds the fitted quantities
     (:class:`~captum_infocam.dsib.DSIBFit`: gates, bits per channel, the
     information map, the loss trace, the final loss terms and stream
-    probabilities) without a second fit.
+    probabilities) without a second fit, and :attr:`suffix_strategy_used`
+    says how the fit ran the network after the layer.
 
     Args:
         forward_func (Callable): the model, or any function of the inputs that
@@ -119,6 +120,14 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         self.last_fit: Optional[DSIBFit] = None
         self._model = model
         self._site = LayerSite(forward_func, layer, device_ids, suffix_strategy)
+        self._suffix_strategy_used: Optional[str] = None
+
+    @property
+    def suffix_strategy_used(self) -> Optional[str]:
+        """The strategy (``"traced"``, ``"hooked"`` or ``"rerun"``) that the last
+        :meth:`attribute` call ran; ``None`` before the first call. With
+        ``suffix_strategy="auto"`` it is the one that proved itself."""
+        return self._suffix_strategy_used
 
     @log_usage()
     def attribute(
@@ -228,6 +237,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             suffix = open_suffix(
                 Request(self._site, attribute_to_layer_input, inputs, additional_forward_args, rows)
             )
+            self._suffix_strategy_used = suffix.strategy
             check_finite_tensor("the output of forward_func", suffix.output)
             if likelihood == "softmax" and (suffix.output.dim() < 2 or suffix.output.shape[1] < 2):
                 raise ValueError(

@@ -64,7 +64,7 @@ def test_classifier_families_give_finite_non_negative_maps(name: str) -> None:
     attr = cam.attribute(x, target=[1, 7], **FAST)
     assert attr.shape == (2, 1, map_side, map_side)
     assert torch.isfinite(attr).all() and (attr >= 0).all()
-    assert cam._site.chosen[False] == "traced", "torchvision classifiers trace with torch.fx"
+    assert cam.suffix_strategy_used == "traced", "torchvision classifiers trace with torch.fx"
 
 
 def test_token_layouts_round_trip() -> None:
@@ -161,7 +161,7 @@ def test_segmentation_region_target(make, layer, map_side: int) -> None:
     attr = cam.attribute(x, target=[3, 1], additional_forward_args=(region,), **FAST)
     assert attr.shape == (2, 1, map_side, map_side)
     assert torch.isfinite(attr).all() and (attr >= 0).all()
-    assert cam._site.chosen[False] == "traced"
+    assert cam.suffix_strategy_used == "traced"
     shared = SegmentationRegion(model, region=region[0])
     with torch.no_grad():
         torch.testing.assert_close(shared(x)[0], expected[0])

@@ -189,8 +189,7 @@ def test_suffix_strategies_give_the_same_maps(layer, to_input: bool, strategy: s
     cam = InfoCAM(model, layer(model), suffix_strategy=strategy)
     attr = cam.attribute(x, target=[0, 3], attribute_to_layer_input=to_input, **FAST)
     torch.testing.assert_close(attr, reference, rtol=1e-4, atol=1e-5 * float(reference.max()))
-    if strategy == "auto":
-        assert cam._site.chosen[to_input] == "traced"
+    assert cam.suffix_strategy_used == ("traced" if strategy == "auto" else strategy)
 
 
 def test_auto_strategy_traces_when_it_can_and_falls_back_when_not() -> None:
@@ -210,26 +209,47 @@ def test_auto_strategy_traces_when_it_can_and_falls_back_when_not() -> None:
     torch.testing.assert_close(
         traced.attribute(x, target=[0, 1], **FAST), hooked.attribute(x, target=[0, 1], **FAST)
     )
-    assert traced._site.chosen == {False: "traced"}
-    assert hooked._site.chosen == {False: "hooked"}
+    assert traced.suffix_strategy_used == "traced"
+    assert hooked.suffix_strategy_used == "hooked"
 
 
-def test_batch_coupled_suffix_falls_back_to_rerun() -> None:
-    class ScaledByInput(SmallCNN):
-        # The suffix reads the raw input again: a hook substituting B*M rows meets B rows.
-        def forward(self, x: Tensor) -> Tensor:
-            return self.head(self.features(x)) * x.mean((1, 2, 3))[:, None]
+class ScaledByInput(SmallCNN):
+    # The suffix reads the raw input again: a hook substituting B*M rows meets B rows.
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x)) * x.mean((1, 2, 3))[:, None]
 
+
+class UntraceableScaledByInput(SmallCNN):
+    def forward(self, x: Tensor) -> Tensor:
+        features = self.features(x)
+        if features.sum() > 0:  # control flow on a value: torch.fx cannot trace it
+            features = features * 1.0
+        return self.head(features) * x.mean((1, 2, 3))[:, None]
+
+
+@pytest.mark.parametrize(
+    ("model_class", "strategy"),
+    [(ScaledByInput, "traced"), (UntraceableScaledByInput, "rerun")],
+    # A traced split repeats the input's mean as a boundary value; without a trace,
+    # the hook cannot, and only rerunning the whole model on repeated inputs is right.
+    ids=["traceable", "untraceable"],
+)
+def test_batch_coupled_suffix_is_traced_or_falls_back_to_rerun(
+    model_class: type[SmallCNN], strategy: str
+) -> None:
     torch.manual_seed(0)
-    model = ScaledByInput().eval()
+    model = model_class().eval()
     x = torch.rand(2, 3, 8, 8) + 0.5
     auto = InfoCAM(model, model.features)
+    assert auto.suffix_strategy_used is None
     attr = auto.attribute(x, target=[0, 1], **FAST)
-    assert auto._site.chosen[False] in {"traced", "rerun"}
+    assert auto.suffix_strategy_used == strategy
     rerun = InfoCAM(model, model.features, suffix_strategy="rerun").attribute(
         x, target=[0, 1], **FAST
     )
     torch.testing.assert_close(attr, rerun)
+    with pytest.raises(AttributeError):
+        auto.suffix_strategy_used = "hooked"
 
 
 def test_fit_statistics_match_the_data_set_and_become_the_default(small_cnn: SmallCNN) -> None:

@@ -24,8 +24,8 @@ from captum_infocam.metrics import (
     improved_average_increase,
     insertion_auc,
     pointing_game,
+    saliency_maps,
 )
-from captum_infocam.metrics._common import saliency_maps
 
 ALL_FORWARD_METRICS = [
     average_drop,
@@ -166,6 +166,32 @@ def test_constant_and_empty_cases_are_documented_values() -> None:
         constant, boxes=torch.tensor([[10.0, 10.0, 12.0, 12.0]] * 2), image_size=(4, 4)
     )
     assert torch.isnan(outside).all()
+
+
+def test_saliency_maps_by_hand() -> None:
+    # Two channels sum to [[0, 1], [2, 4]]; min-max gives [[0, .25], [.5, 1]].
+    attributions = torch.tensor([[[[0.0, 1.0], [1.0, 3.0]], [[0.0, 0.0], [1.0, 1.0]]]])
+    expected = torch.tensor([[[0.0, 0.25], [0.5, 1.0]]])
+    torch.testing.assert_close(saliency_maps(attributions, (2, 2), 1), expected)
+    torch.testing.assert_close(saliency_maps(attributions.sum(1), (2, 2), 1), expected)
+    # Upsampled with bilinear interpolation (align_corners=False), then normalised.
+    up = nn.functional.interpolate(
+        attributions.sum(1, keepdim=True), size=(4, 4), mode="bilinear", align_corners=False
+    )[:, 0]
+    torch.testing.assert_close(
+        saliency_maps(attributions, (4, 4), 1), (up - up.min()) / (up.max() - up.min())
+    )
+    # A constant map and one of NaN become zeros; NaN elsewhere counts as 0.
+    special = torch.stack([torch.full((2, 2), 7.0), torch.full((2, 2), float("nan"))])
+    assert torch.equal(saliency_maps(special, (2, 2), 2), torch.zeros(2, 2, 2))
+    partly_nan = torch.tensor([[[float("nan"), 2.0], [1.0, 0.0]]])
+    torch.testing.assert_close(
+        saliency_maps(partly_nan, (2, 2), 1), torch.tensor([[[0.0, 1.0], [0.5, 0.0]]])
+    )
+    with pytest.raises(ValueError, match="with N = 2"):
+        saliency_maps(attributions, (2, 2), 2)
+    with pytest.raises(TypeError, match="attributions must be a tensor"):
+        saliency_maps(attributions.numpy(), (2, 2), 1)
 
 
 # --- agreement with independent implementations ------------------------------------------

@@ -151,7 +151,7 @@ def main() -> None:
                 baseline = baseline or seconds
                 row = f"| {name} | {batch} | {method} | {seconds:.3f} | {seconds / baseline:.2f} |"
                 if method == "InfoCAM":
-                    strategy = infocam._site.chosen[False]
+                    strategy = infocam.suffix_strategy_used
                     row = row.replace("| InfoCAM |", f"| InfoCAM ({strategy}) |")
                 if args.memory:
                     megabytes = peak_memory_mb(name, batch, method, device, call)

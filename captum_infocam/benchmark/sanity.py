@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.methods import METHODS
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
-from captum_infocam.metrics._common import saliency_maps
+from captum_infocam.metrics import saliency_maps
 
 __all__ = ["CASCADES", "add_arguments", "rank_correlation", "run_sanity"]
 

@@ -1,11 +1,13 @@
 """Faithfulness metrics in the style of ``captum.metrics``: one value per example.
 
-Every function returns a tensor ``(N,)`` on the inputs' device and carries a
+Every metric returns a tensor ``(N,)`` on the inputs' device and carries a
 ``higher_is_better`` attribute. Attributions of layer size are upsampled to the
 input size (bilinear) and min-max normalised per example; ``(N, C, H, W)``
-attributions are summed over channels. See ``docs/metrics.md``.
+attributions are summed over channels: :func:`saliency_maps` returns the maps as
+the metrics see them. See ``docs/metrics.md``.
 """
 
+from captum_infocam.metrics._common import saliency_maps
 from captum_infocam.metrics.confidence import (
     ConfidenceScores,
     average_drop,
@@ -33,4 +35,5 @@ __all__ = [
     "improved_average_increase",
     "insertion_auc",
     "pointing_game",
+    "saliency_maps",
 ]

@@ -57,11 +57,41 @@ def image_input(inputs: Union[Tensor, tuple[Tensor, ...]]) -> Tensor:
 
 
 def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
-    """Turns attributions into min-max normalised maps ``(N, H, W)`` of the input size.
+    r"""The maps as every metric of :mod:`captum_infocam.metrics` sees them.
 
-    ``(N, C, h, w)`` attributions are summed over channels (``(N, h, w)`` taken as
-    is), upsampled bilinearly to ``size`` if needed, and scaled per example to
-    ``[0, 1]``; a constant map becomes all zeros.
+    Attributions ``(N, C, h, w)`` are summed over channels (``(N, h, w)`` are
+    taken as one channel), upsampled bilinearly to ``size`` if they have another
+    size (``align_corners=False``), stripped of NaN and infinite values (set to
+    0), and min-max normalised per example to :math:`[0, 1]`. A constant map
+    becomes all zeros. Any method's maps work: layer-sized CAMs and input-sized
+    saliency alike.
+
+    Args:
+        attributions (Tensor): maps ``(N, C, h, w)`` or ``(N, h, w)``, e.g. the
+            output of :meth:`InfoCAM.attribute <captum_infocam.InfoCAM.attribute>`;
+            integer tensors are converted to float32.
+        size (tuple[int, int]): ``(H, W)`` of the result, usually the inputs'
+            ``x.shape[-2:]``.
+        num_examples (int): ``N``, checked against the attributions' batch.
+
+    Returns:
+        Tensor ``(N, H, W)`` with values in :math:`[0, 1]`, on the attributions'
+        device, in their floating-point dtype.
+
+    Raises:
+        TypeError: if ``attributions`` is not a tensor.
+        ValueError: if it is not ``(N, C, h, w)`` or ``(N, h, w)`` with
+            ``N = num_examples``.
+
+    Examples::
+
+        >>> from captum_infocam.metrics import saliency_maps
+        >>> attr = torch.tensor([[[[0.0, 1.0], [2.0, 4.0]]]])  # (1, 1, 2, 2)
+        >>> saliency_maps(attr, (2, 2), 1)
+        tensor([[[0.0000, 0.2500],
+                 [0.5000, 1.0000]]])
+        >>> cam = InfoCAM(model, model.layer4)
+        >>> maps = saliency_maps(cam.attribute(x, target=y), x.shape[-2:], len(x))
     """
     if not isinstance(attributions, Tensor):
         raise TypeError(f"attributions must be a tensor, got {type(attributions).__name__}")
