@@ -108,11 +108,6 @@ class Request:
     additional_forward_args: tuple[Any, ...] | None
     rows_per_example: int
 
-    def run_prefix(self, split: _GraphSplit) -> tuple[Tensor, list[Any]]:
-        with torch.no_grad():
-            value, *boundary = split.prefix(*self.inputs, *(self.additional_forward_args or ()))
-        return value, boundary
-
 
 class Suffix:
     """Runs the network from the layer to the output for substituted values.
@@ -138,9 +133,8 @@ class _GraphSplit:
     """The model's ``torch.fx`` graph cut at the layer into prefix and suffix modules."""
 
     def __init__(self, model: nn.Module, layer: nn.Module, to_input: bool) -> None:
+        # InfoCAM checks at construction that layer is a submodule of model.
         names = [name for name, module in model.named_modules() if module is layer]
-        if not names:
-            raise Untraceable("layer is not a submodule of the model")
         graph = _LeafTracer(layer).trace(model)
         calls = [n for n in graph.nodes if n.op == "call_module" and n.target in names]
         if len(calls) != 1:
@@ -200,6 +194,14 @@ class _GraphSplit:
         self.prefix = _pruned(fx.GraphModule(model, prefix_graph))
         self.suffix = _pruned(fx.GraphModule(model, suffix_graph))
 
+    def run_prefix(
+        self, inputs: tuple[Tensor, ...], additional_forward_args: tuple[Any, ...] | None
+    ) -> tuple[Tensor, list[Any]]:
+        """Runs the prefix without autograd: the layer's value and the boundary values."""
+        with torch.no_grad():
+            value, *boundary = self.prefix(*inputs, *(additional_forward_args or ()))
+        return value, boundary
+
 
 def _pruned(module: fx.GraphModule) -> fx.GraphModule:
     module.graph.eliminate_dead_code()
@@ -223,7 +225,7 @@ class _TracedSuffix(Suffix):
 
     def __init__(self, request: Request) -> None:
         split = request.site.split(request.to_input)
-        value, boundary = request.run_prefix(split)
+        value, boundary = split.run_prefix(request.inputs, request.additional_forward_args)
         with torch.no_grad():
             # Clones: the suffix may start with an in-place op (ReLU(inplace=True)).
             output = split.suffix(value.clone(), *_clones(boundary))

@@ -87,13 +87,14 @@ def target_index(
 
     ``D`` is the number of output dimensions after the batch dimension, so each
     row names exactly one output element. ``target=None`` is accepted for outputs
-    with one element per example.
+    with one element per example. The form of ``target`` must have passed
+    :func:`check_target`, which callers run before any work; this checks it
+    against the output.
 
     Raises:
         ValueError: if a target does not name one element of an output of shape
             ``output_shape``, or an index is out of range.
     """
-    check_target(target, num_examples)
     per_example = tuple(output_shape[1:])
     if target is None and per_example == (1,):
         target = 0

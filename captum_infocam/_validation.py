@@ -39,9 +39,17 @@ def check_real(name: str, value: Any, minimum: float, strict: bool = False) -> N
         raise ValueError(f"{name} must be finite and {bound} {minimum}, got {value}")
 
 
-def check_choice(name: str, value: Any, choices: Collection[str]) -> None:
+def check_choice(
+    name: str, value: Any, choices: Collection[str], alternatives: str | None = None
+) -> None:
+    """Raises unless ``value`` is one of the names ``choices``.
+
+    ``alternatives`` names what else the argument takes (checked by the caller),
+    e.g. ``"a callable"``, for the message.
+    """
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+        also = f", or {alternatives}" if alternatives else ""
+        raise ValueError(f"{name} must be one of {sorted(choices)}{also}, got {value!r}")
 
 
 def check_finite_tensor(name: str, value: Tensor) -> None:

@@ -59,6 +59,7 @@ __all__ = [
     "fit_dsib",
     "kl_divergence",
     "log1mexp",
+    "rows_per_example",
 ]
 
 #: A fit whose gates are all below this value closed every channel.
@@ -110,6 +111,18 @@ class DSIBFit:
     p_noise: Tensor
     collapsed: Tensor
     zero_map: Optional[Tensor] = None
+
+
+def rows_per_example(n_samples: int) -> int:
+    r"""Rows each sample takes in the batches the fit passes to ``log_prob``: ``2K``.
+
+    The rows are sample-major, as :func:`dual_streams` flattens them: sample ``b``
+    owns rows ``b * 2K`` to ``(b + 1) * 2K - 1``, its ``K`` discriminative draws
+    first, then its ``K`` noise draws. A per-sample tensor (the target, a value
+    the model needs beside the layer's) lines up with the rows after
+    ``repeat_interleave(rows_per_example(K), dim=0)``.
+    """
+    return 2 * n_samples
 
 
 def log1mexp(log_p: Tensor) -> Tensor:
@@ -193,7 +206,7 @@ def fit_dsib(
     Args:
         activations (Tensor): ``A``, shape ``(B, C, H, W)``, without gradient.
         log_prob (Callable): maps a batch ``Z`` of shape ``(B * 2K, C, H, W)``,
-            ordered sample-major as :func:`dual_streams` flattens it, to
+            ordered as :func:`rows_per_example` describes, to
             :math:`\log p(y \mid Z)` of shape ``(B * 2K,)``.
         mean (Tensor): prior mean, broadcastable to ``(B, C, 1, 1)``.
         std (Tensor): prior standard deviation, positive, broadcastable to

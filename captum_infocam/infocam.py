@@ -27,9 +27,9 @@ from captum_infocam._validation import (
     check_real,
     format_inputs,
 )
-from captum_infocam.dsib import READOUTS, DSIBFit, fit_dsib
+from captum_infocam.dsib import READOUTS, DSIBFit, fit_dsib, rows_per_example
 from captum_infocam.layouts import ChannelsFirst, LayerLayout
-from captum_infocam.likelihood import Likelihood, resolve_likelihood
+from captum_infocam.likelihood import Likelihood, check_output, resolve_likelihood
 from captum_infocam.prior import PRIORS, PriorStatistics, PriorType, RunningMoments, prior_moments
 
 __all__ = ["CollapsedFitWarning", "InfoCAM"]
@@ -231,7 +231,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         prior = self._resolve_prior(prior)
         log_likelihood = resolve_likelihood(likelihood)
 
-        rows = 2 * n_samples
+        rows = rows_per_example(n_samples)
         device = inputs[0].device
         with preserved_buffers(self._model), seeded(seed, device) as generator:
             suffix = open_suffix(
@@ -239,11 +239,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             )
             self._suffix_strategy_used = suffix.strategy
             check_finite_tensor("the output of forward_func", suffix.output)
-            if likelihood == "softmax" and (suffix.output.dim() < 2 or suffix.output.shape[1] < 2):
-                raise ValueError(
-                    "likelihood='softmax' needs an output with at least two classes along "
-                    f"dimension 1, got shape {tuple(suffix.output.shape)}; use 'sigmoid'"
-                )
+            check_output(likelihood, suffix.output)
             index = target_index(target, num_examples, suffix.output.shape, device)
             maps = self.reshape_transform.to_maps(suffix.value)
             if maps.dim() != 4:

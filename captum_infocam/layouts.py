@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from captum_infocam._validation import check_int
+
 __all__ = ["ChannelsFirst", "ChannelsLast", "LayerLayout", "TokenGrid"]
 
 
@@ -74,8 +76,7 @@ class TokenGrid:
     """
 
     def __init__(self, prefix_tokens: int = 1, grid_size: tuple[int, int] | None = None):
-        if not isinstance(prefix_tokens, int) or prefix_tokens < 0:
-            raise ValueError(f"prefix_tokens must be an int >= 0, got {prefix_tokens!r}")
+        check_int("prefix_tokens", prefix_tokens, 0)
         self.prefix_tokens = prefix_tokens
         self.grid_size = grid_size
 

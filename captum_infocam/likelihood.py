@@ -16,7 +16,7 @@ from torch import Tensor
 from captum_infocam._targets import select
 from captum_infocam._validation import check_choice
 
-__all__ = ["LIKELIHOODS", "Likelihood", "resolve_likelihood"]
+__all__ = ["LIKELIHOODS", "Likelihood", "check_output", "resolve_likelihood"]
 
 Likelihood = Callable[[Tensor, Tensor], Tensor]
 
@@ -36,6 +36,20 @@ LIKELIHOODS: dict[str, Likelihood] = {
     "softmax": softmax_likelihood,
     "sigmoid": sigmoid_likelihood,
 }
+
+
+def check_output(likelihood: Union[str, Likelihood], output: Tensor) -> None:
+    """Raises ``ValueError`` if the model's ``output`` cannot feed ``likelihood``.
+
+    ``"softmax"`` needs at least two classes along dimension 1; ``"sigmoid"``
+    takes any output, and a callable is the caller's to check.
+    """
+    if isinstance(likelihood, str) and likelihood == "softmax":
+        if output.dim() < 2 or output.shape[1] < 2:
+            raise ValueError(
+                "likelihood='softmax' needs an output with at least two classes along "
+                f"dimension 1, got shape {tuple(output.shape)}; use 'sigmoid'"
+            )
 
 
 def resolve_likelihood(likelihood: Union[str, Likelihood]) -> Likelihood:

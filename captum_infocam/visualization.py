@@ -18,6 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from captum_infocam._validation import check_choice
+
 __all__ = ["compare_methods", "overlay", "to_hwc", "upsample"]
 
 _SIGN_FILTERS = {
@@ -82,12 +84,11 @@ def overlay(
     Returns:
         ``(figure, axes)``.
     """
+    check_choice("sign", sign, _SIGN_FILTERS)
     if attribution.dim() == 2:
         attribution = attribution[None]
     up = upsample(attribution[None].float(), image.shape[-2:])[0]
     attr, picture = to_hwc(up), to_hwc(image)
-    if sign not in _SIGN_FILTERS:
-        raise ValueError(f"sign must be one of {sorted(_SIGN_FILTERS)}, got {sign!r}")
     shown = _SIGN_FILTERS[sign](attr.sum(2))
     empty = not np.isfinite(shown).all() or not np.abs(shown).max() > 0
     plt_fig_axis = None if ax is None else (ax.figure, ax)

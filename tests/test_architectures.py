@@ -81,6 +81,10 @@ def test_token_layouts_round_trip() -> None:
     )
     with pytest.raises(ValueError, match="grid_size"):
         TokenGrid(1).to_maps(torch.randn(1, 1 + 12, 5))
+    with pytest.raises(ValueError, match="prefix_tokens must be >= 0"):
+        TokenGrid(-1)
+    with pytest.raises(TypeError, match="prefix_tokens must be an int"):
+        TokenGrid(1.0)
 
 
 def _tiny_vit(num_layers: int) -> nn.Module:

@@ -9,7 +9,14 @@ import torch
 from torch.distributions import Normal
 from torch.distributions import kl_divergence as reference_kl
 
-from captum_infocam.dsib import READOUTS, dual_streams, fit_dsib, kl_divergence, log1mexp
+from captum_infocam.dsib import (
+    READOUTS,
+    dual_streams,
+    fit_dsib,
+    kl_divergence,
+    log1mexp,
+    rows_per_example,
+)
 
 
 def test_kl_matches_torch_distributions() -> None:
@@ -87,6 +94,27 @@ def _linear_log_prob(weight: torch.Tensor):
 
 
 _SETTINGS = dict(n_samples=6, steps=10, lr=1.0, beta=1.0, gamma=1.0, alpha_init=5.0)
+
+
+def test_log_prob_rows_follow_the_documented_layout() -> None:
+    # Gates start at σ(20) ≈ 1 and the noise has σ ≈ 0, so at the first step every
+    # discriminative row is its sample's A and every noise row is the prior mean 0.
+    activations = torch.arange(1.0, 4.0).view(3, 1, 1, 1).expand(3, 2, 2, 2)
+    seen = []
+
+    def log_prob(z: torch.Tensor) -> torch.Tensor:
+        seen.append(z.detach())
+        return -z.mean((1, 2, 3)).abs() - 1.0
+
+    settings = {**_SETTINGS, "n_samples": 2, "steps": 1, "alpha_init": 20.0}
+    fit_dsib(
+        activations, log_prob, torch.zeros(1, 2, 1, 1), torch.full((1, 2, 1, 1), 1e-6), **settings
+    )
+    rows = rows_per_example(2)
+    assert rows == 4 and seen[0].shape == (3 * rows, 2, 2, 2)
+    per_row = seen[0].mean((1, 2, 3)).view(3, 2, 2)  # (sample, stream, draw)
+    torch.testing.assert_close(per_row[:, 0], torch.tensor([[1.0] * 2, [2.0] * 2, [3.0] * 2]))
+    torch.testing.assert_close(per_row[:, 1], torch.zeros(3, 2), atol=1e-5, rtol=0)
 
 
 def test_fit_is_deterministic_and_row_independent() -> None:

@@ -437,13 +437,13 @@ def test_metrics_name_their_direction() -> None:
         (
             lambda m, x, a: average_drop(m, x, a, target=0, score_fn="probit"),
             ValueError,
-            "score_fn",
+            r"score_fn must be one of \['identity', 'sigmoid', 'softmax'\], or a callable",
         ),
         (lambda m, x, a: insertion_auc(m, x, a, target=0, n_steps=0), ValueError, "n_steps"),
         (
             lambda m, x, a: insertion_auc(m, x, a, target=0, substrate="noise"),
             ValueError,
-            "substrate",
+            r"substrate must be one of \['blur', 'zero'\], or a tensor or a callable",
         ),
         (
             lambda m, x, a: deletion_auc(m, x, a, target=0, max_examples_per_batch=0),

@@ -47,6 +47,14 @@ def test_overlay_never_raises(attribution: torch.Tensor) -> None:
     assert ("map is zero" in notes) == (not attribution.nan_to_num().clamp_min(0).any())
 
 
+def test_overlay_rejects_an_unknown_sign_before_drawing() -> None:
+    figure = Figure()
+    ax = figure.subplots()
+    with pytest.raises(ValueError, match=r"sign must be one of \['absolute_value', 'all'"):
+        overlay(torch.rand(1, 4, 4), torch.rand(3, 16, 16), ax=ax, sign="both")
+    assert not ax.images, "nothing may be drawn for a bad argument"
+
+
 def test_compare_methods_draws_one_row_per_image() -> None:
     images = torch.rand(3, 3, 16, 16)
     maps = {"a": torch.rand(3, 1, 4, 4), "b": torch.zeros(3, 4, 4)}

@@ -16,7 +16,7 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 
 from captum_infocam._targets import check_target, select, target_index
-from captum_infocam._validation import check_int, format_inputs
+from captum_infocam._validation import check_choice, check_int, format_inputs
 
 __all__ = [
     "SCORE_FUNCTIONS",
@@ -116,10 +116,7 @@ def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int
 def _resolve_score_fn(score_fn: Union[str, ScoreFunction]) -> ScoreFunction:
     if callable(score_fn):
         return score_fn
-    if not isinstance(score_fn, str) or score_fn not in SCORE_FUNCTIONS:
-        raise ValueError(
-            f"score_fn must be one of {sorted(SCORE_FUNCTIONS)} or a callable, got {score_fn!r}"
-        )
+    check_choice("score_fn", score_fn, SCORE_FUNCTIONS, alternatives="a callable")
     return SCORE_FUNCTIONS[score_fn]
 
 

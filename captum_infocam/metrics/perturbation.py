@@ -22,7 +22,7 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from captum_infocam._validation import check_int
+from captum_infocam._validation import check_choice, check_int
 from captum_infocam.metrics._common import (
     ScoreFunction,
     TargetScorer,
@@ -48,11 +48,7 @@ SUBSTRATES: dict[str, Callable[[Tensor], Tensor]] = {"blur": _blur, "zero": torc
 
 def _substrate(substrate: Substrate, x: Tensor) -> Tensor:
     if isinstance(substrate, str):
-        if substrate not in SUBSTRATES:
-            raise ValueError(
-                f"substrate must be one of {sorted(SUBSTRATES)}, a tensor or a callable, "
-                f"got {substrate!r}"
-            )
+        check_choice("substrate", substrate, SUBSTRATES, alternatives="a tensor or a callable")
         substrate = SUBSTRATES[substrate]
     if callable(substrate) and not isinstance(substrate, Tensor):
         substrate = substrate(x)
