@@ -57,6 +57,7 @@ __all__ = [
     "DSIBFit",
     "dual_streams",
     "fit_dsib",
+    "is_collapsed",
     "kl_divergence",
     "log1mexp",
     "rows_per_example",
@@ -66,6 +67,10 @@ __all__ = [
 CLOSED_GATE = 0.1
 #: A fit whose gates are all above this value removed no channel.
 OPEN_GATE = 0.9
+#: A fit whose gates all lie within this distance of each other (a thousandth of
+#: the gates' range (0, 1)) told no channel from another: its map is the channel
+#: sum, scaled, whatever the target.
+EQUAL_GATES = 1e-3
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,10 @@ class DSIBFit:
             last step, shape ``(B,)``: low when the removed channels no longer
             predict the target.
         collapsed (Tensor): ``True`` where every gate closed
-            (:math:`\lambda < 0.1`) or none moved (:math:`\lambda > 0.9`),
-            shape ``(B,)``.
+            (:math:`\lambda < 0.1`), none moved (:math:`\lambda > 0.9`), or,
+            with more than one channel, every gate ended equal
+            (:math:`\max_c \lambda_c - \min_c \lambda_c < 10^{-3}`), shape
+            ``(B,)``; see :func:`is_collapsed`.
         zero_map (Tensor, optional): set by :class:`~captum_infocam.InfoCAM`:
             ``True`` where the returned map is zero everywhere, shape ``(B,)``.
             That is a valid answer (no position carries evidence that survives
@@ -123,6 +130,18 @@ def rows_per_example(n_samples: int) -> int:
     ``repeat_interleave(rows_per_example(K), dim=0)``.
     """
     return 2 * n_samples
+
+
+def is_collapsed(gates: Tensor) -> Tensor:
+    r"""Where a fit's gates ``(B, C)`` carry no ranking of the channels, shape ``(B,)``.
+
+    A fit collapsed when every gate closed (all below :data:`CLOSED_GATE`), none
+    moved (all above :data:`OPEN_GATE`), or, for more than one channel, every
+    gate ended equal (within :data:`EQUAL_GATES`).
+    """
+    low, high = gates.amin(1), gates.amax(1)
+    equal = (high - low < EQUAL_GATES) & (gates.shape[1] > 1)
+    return (high < CLOSED_GATE) | (low > OPEN_GATE) | equal
 
 
 def log1mexp(log_p: Tensor) -> Tensor:
@@ -266,7 +285,7 @@ def fit_dsib(
         noise_loss=noise_loss.detach(),
         p_discriminative=p[:, 0].mean(1),
         p_noise=p[:, 1].mean(1),
-        collapsed=(gates.amax(1) < CLOSED_GATE) | (gates.amin(1) > OPEN_GATE),
+        collapsed=is_collapsed(gates),
     )
 
 

@@ -39,7 +39,10 @@ DEFAULT_PRIOR = "zero"
 
 
 class CollapsedFitWarning(UserWarning):
-    """A DSIB fit closed every gate or moved none (see :attr:`DSIBFit.collapsed`)."""
+    """A DSIB fit closed every gate, moved none, or ended with every gate equal.
+
+    See :attr:`DSIBFit.collapsed`.
+    """
 
 
 class InfoCAM(LayerAttribution, GradientAttribution):
@@ -285,8 +288,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         if bool(fit.collapsed.any()):
             warnings.warn(
                 f"the DSIB fit collapsed for {int(fit.collapsed.sum())} of {num_examples} "
-                "example(s): every gate closed or none moved (see last_fit.collapsed); "
-                "check beta, lr and steps",
+                "example(s): every gate closed, none moved, or all ended equal "
+                "(see last_fit.collapsed); check beta, lr and steps",
                 CollapsedFitWarning,
                 stacklevel=2,
             )

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torchvision
 
+from captum_infocam import InfoCAM
 from captum_infocam.benchmark.__main__ import main
 from captum_infocam.benchmark.data import CLASSES, ShapesDataset
 from captum_infocam.benchmark.items import Batch, ShapesItems
@@ -33,6 +34,17 @@ def test_shipped_networks_are_accurate_and_need_the_object(arch: str) -> None:
     assert accuracy(model, ShapesDataset("test", 300, draw_objects=False)) < chance + 0.1
     for role, name in LAYERS[arch].items():
         assert isinstance(model.get_submodule(name), torch.nn.Module), role
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_default_fits_of_the_shipped_networks_do_not_collapse(arch: str) -> None:
+    model = load_model(arch)
+    for split in ("single", "pair"):
+        batch = ShapesItems(split, images=3).load(range(3))
+        for role, name in LAYERS[arch].items():
+            cam = InfoCAM(model, model.get_submodule(name))
+            cam.attribute(batch.image, target=batch.target)
+            assert not cam.last_fit.collapsed.any(), (split, role)
 
 
 def test_training_is_reproducible(tmp_path: Path) -> None:

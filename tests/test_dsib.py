@@ -13,6 +13,7 @@ from captum_infocam.dsib import (
     READOUTS,
     dual_streams,
     fit_dsib,
+    is_collapsed,
     kl_divergence,
     log1mexp,
     rows_per_example,
@@ -191,3 +192,20 @@ def test_collapsed_fits_are_reported(settings: dict, why: str) -> None:
         **_SETTINGS,
     )
     assert not healthy.collapsed.any()
+
+
+def test_collapse_detector_flags_closed_unmoved_and_equal_gates() -> None:
+    gates = torch.tensor(
+        [
+            [0.05, 0.02, 0.09, 0.01],  # every gate closed
+            [0.95, 0.99, 0.91, 0.93],  # none moved
+            [0.503, 0.503, 0.5034, 0.5031],  # all equal: no channel told apart
+            [0.05, 0.99, 0.5, 0.3],  # a ranking
+            [0.5, 0.5, 0.5, 0.5015],  # equal but for one gate, 1.5e-3 away
+            [0.95, 0.05, 0.95, 0.95],  # one gate closed
+        ]
+    )
+    expected = torch.tensor([True, True, True, False, False, False])
+    assert torch.equal(is_collapsed(gates), expected)
+    # One channel has nothing to rank: only closing or not moving is a collapse.
+    assert torch.equal(is_collapsed(torch.tensor([[0.5], [0.05]])), torch.tensor([False, True]))

@@ -6,7 +6,6 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 import torchvision
-from captum.attr import LayerAttribution
 from captum.attr import visualization as viz
 from captum.metrics import sensitivity_max
 from torch import Tensor, nn
@@ -307,16 +306,35 @@ def test_fit_does_not_collapse_on_a_trained_model(trained_cnn: SmallCNN) -> None
     assert (fit.p_noise < fit.p_discriminative).all(), "the noise stream must carry less evidence"
 
 
-def test_collapse_is_reported_as_a_warning() -> None:
-    model = LinearHead(torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])).eval()
+@pytest.mark.parametrize(
+    ("weight", "settings"),
+    [
+        # Compression alone closes every gate.
+        ([[3.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dict(beta=10.0, gamma=0.0)),
+        # A head that ignores the layer gives no evidence: Adam moves every gate by the
+        # same step, and after 5 steps they all sit at sigmoid(0) = 0.5, neither closed
+        # nor unmoved (random torchvision MobileNetV3s end like this).
+        ([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dict(steps=5)),
+    ],
+    ids=["every-gate-closed", "every-gate-equal"],
+)
+def test_collapse_is_reported_as_a_warning(weight: list, settings: dict) -> None:
+    model = LinearHead(torch.tensor(weight)).eval()
     cam = InfoCAM(model, model.layer)
+    x = torch.ones(1, 4, 6, 6) * torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 4, 1, 1)
     with pytest.warns(CollapsedFitWarning, match="collapsed for 1 of 1"):
-        cam.attribute(torch.ones(1, 4, 6, 6), target=0, beta=10.0, gamma=0.0)
+        cam.attribute(x, target=0, **settings)
     assert cam.last_fit.collapsed.all()
 
 
-def test_interpolate_is_captums() -> None:
-    assert InfoCAM.interpolate is LayerAttribution.interpolate
+def test_interpolate_upsamples_nearest_and_bilinear() -> None:
+    attr = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    nearest = InfoCAM.interpolate(attr, (4, 4), "nearest")
+    assert torch.equal(nearest, attr.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
+    # Half-pixel centres (align_corners=False): 2 -> 4 samples at 0, 1/4, 3/4, 1 of the way.
+    weights = torch.tensor([0.0, 0.25, 0.75, 1.0])
+    expected = (2 * weights[:, None] + weights[None, :])[None, None]
+    torch.testing.assert_close(InfoCAM.interpolate(attr, (4, 4), "bilinear"), expected)
 
 
 @pytest.mark.cuda
