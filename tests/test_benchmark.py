@@ -11,16 +11,24 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from captum.attr import LayerGradCam
 
 from captum_infocam import InfoCAM
 from captum_infocam.benchmark.__main__ import main
 from captum_infocam.benchmark.data import CLASSES, ShapesDataset
 from captum_infocam.benchmark.items import Batch, ShapesItems
 from captum_infocam.benchmark.methods import METHODS
-from captum_infocam.benchmark.run import markdown_table
+from captum_infocam.benchmark.run import METRICS, evaluate, markdown_table, summarise
 from captum_infocam.benchmark.sanity import rank_correlation
 from captum_infocam.benchmark.train import accuracy, train
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
+from captum_infocam.metrics import (
+    confidence_metrics,
+    deletion_auc,
+    energy_pointing_game,
+    insertion_auc,
+    pointing_game,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,6 +185,66 @@ def test_run_prints_the_table_and_writes_the_figure(tmp_path: Path, capsys) -> N
     assert (tmp_path / "resnet_layer3_figure.png").stat().st_size > 10_000
     rows = (tmp_path / "resnet_layer3_records.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 * len(METHODS)
+
+
+def test_run_records_equal_direct_metric_calls(tmp_path: Path) -> None:
+    main(
+        [
+            "run",
+            "--images",
+            "3",
+            "--pairs",
+            "1",
+            "--batch-size",
+            "2",
+            "--n-steps",
+            "3",
+            "--tolerance",
+            "2",
+            "--methods",
+            "Grad-CAM,Centre",
+            "--no-figure",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    records = json.loads((tmp_path / "resnet_layer3_records.json").read_text())
+    summary = json.loads((tmp_path / "resnet_layer3_summary.json").read_text())
+    model = load_model("resnet")
+    for split, images in (("single", 3), ("pair", 1)):
+        batch = ShapesItems(split, images).load(range(images * (1 + (split == "pair"))))
+        maps = LayerGradCam(model, model.layer3).attribute(
+            batch.image, target=batch.target, relu_attributions=True
+        )
+        expected = confidence_metrics(model, batch.image, maps, target=batch.target) | {
+            "insertion": insertion_auc(model, batch.image, maps, target=batch.target, n_steps=3),
+            "deletion": deletion_auc(model, batch.image, maps, target=batch.target, n_steps=3),
+            "energy_pointing_game": energy_pointing_game(maps, batch.mask),
+            "pointing_game": pointing_game(maps, batch.mask, tolerance=2),
+        }
+        rows = [r for r in records if r["split"] == split and r["method"] == "Grad-CAM"]
+        assert [(r["item"], r["target"]) for r in rows] == list(
+            zip(batch.keys, batch.target.tolist(), strict=True)
+        )
+        assert {m.key for m in METRICS} == set(expected)
+        for metric in METRICS:
+            got = torch.tensor([r[metric.key] for r in rows])
+            torch.testing.assert_close(got, expected[metric.key], rtol=1e-5, atol=1e-6)
+            mean = summary[split]["Grad-CAM"][metric.key][0]
+            assert mean == pytest.approx(expected[metric.key].mean().item(), rel=1e-5, abs=1e-6)
+
+
+def test_on_pairs_the_object_mask_beats_the_random_map_on_every_metric() -> None:
+    model = load_model("resnet")
+    explainers = {
+        "mask": lambda batch: batch.mask[:, None].float(),
+        "Random": METHODS["Random"](model, model.layer3, {}),
+    }
+    records = evaluate(model, ShapesItems("pair", 3), explainers, 4, 8, 4, torch.device("cpu"))
+    summary = summarise(records)["pair"]
+    for metric in METRICS:
+        mask, random = summary["mask"][metric.key][0], summary["Random"][metric.key][0]
+        assert (mask > random) if metric.higher_is_better else (mask < random), metric.key
 
 
 def test_real_data_plugs_in_as_an_image_folder_with_boxes(tmp_path: Path, capsys) -> None:
