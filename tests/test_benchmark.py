@@ -62,8 +62,19 @@ def test_training_is_reproducible(tmp_path: Path) -> None:
     a = torch.load(tmp_path / "a.pt", weights_only=True)
     b = torch.load(tmp_path / "b.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert 0.0 <= first.val_accuracy <= 1.0
-    load_model("resnet", tmp_path / "a.pt")
+    reloaded = load_model("resnet", tmp_path / "a.pt")
+    assert all(torch.equal(v, a[k]) for k, v in reloaded.state_dict().items())
+    val = ShapesDataset("val", 16)
+    assert first.val_accuracy == accuracy(first.model, val) == accuracy(reloaded, val)
+
+
+@pytest.mark.slow
+def test_training_learns_the_shapes() -> None:
+    # 6,000 images (a twelfth of the shipped networks' training) lift the held-out
+    # accuracy from chance, 1/6, to 0.37 on this machine; a training that does not
+    # learn stays at chance.
+    result = train("vgg", epochs=1, images_per_epoch=6_000, val_images=300, show_progress=False)
+    assert result.val_accuracy >= 0.27
 
 
 @pytest.mark.parametrize("name", list(METHODS))
