@@ -44,12 +44,11 @@ def check_output(likelihood: Union[str, Likelihood], output: Tensor) -> None:
     ``"softmax"`` needs at least two classes along dimension 1; ``"sigmoid"``
     takes any output, and a callable is the caller's to check.
     """
-    if isinstance(likelihood, str) and likelihood == "softmax":
-        if output.dim() < 2 or output.shape[1] < 2:
-            raise ValueError(
-                "likelihood='softmax' needs an output with at least two classes along "
-                f"dimension 1, got shape {tuple(output.shape)}; use 'sigmoid'"
-            )
+    if likelihood == "softmax" and (output.dim() < 2 or output.shape[1] < 2):
+        raise ValueError(
+            "likelihood='softmax' needs an output with at least two classes along "
+            f"dimension 1, got shape {tuple(output.shape)}; use 'sigmoid'"
+        )
 
 
 def resolve_likelihood(likelihood: Union[str, Likelihood]) -> Likelihood:
