@@ -307,7 +307,9 @@ def _figure(
         for source, example in zip(items, examples, strict=True)
         for target in example.target
     ]
-    figure = compare_methods(batch.image.cpu(), maps, batch.mask.cpu(), row_titles=titles)
+    figure = compare_methods(
+        batch.image.cpu(), maps, batch.mask.cpu(), row_titles=titles, use_pyplot=False
+    )
     figure.savefig(path, dpi=110)
 
 
