@@ -40,7 +40,7 @@ __all__ = ["compare_methods", "image_array", "overlay", "show_overlay"]
 
 ArrayLike = Union[Tensor, np.ndarray]
 
-_COLORBAR_LABEL = "map, min-max normalised"
+_COLORBAR_LABEL = "min-max normalised map"
 _OUTLINE = {
     "colors": "white",
     "linewidths": 1.0,
@@ -204,7 +204,9 @@ def _note_if_empty(ax: Axes, saliency: np.ndarray) -> None:
 
 def _colorbar(figure: Figure, ax: Union[Axes, Sequence[Axes]], colormap: Colormap) -> None:
     mappable = ScalarMappable(Normalize(0, 1), colormap)
-    figure.colorbar(mappable, ax=ax, label=_COLORBAR_LABEL, shrink=0.8)
+    colorbar = figure.colorbar(mappable, ax=ax)
+    colorbar.set_label(_COLORBAR_LABEL, fontsize=8)
+    colorbar.ax.tick_params(labelsize=8)
 
 
 def show_overlay(
