@@ -4,7 +4,7 @@ nothing downloaded), outputs that are not tensors, and Captum's NoiseTunnel arou
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Callable
+from typing import Callable, Optional
 
 import pytest
 import timm
@@ -64,13 +64,17 @@ def test_a_dict_output_explains_as_its_logits(trained_cnn: SmallCNN, images: Ten
     torch.testing.assert_close(attr, plain, rtol=0, atol=0)
 
 
+#: A model, its explained layer and layout, its input side and its map side.
+ModelCase = tuple[nn.Module, nn.Module, Optional[LayerLayout], int, int]
+
+
 def _normal_head(linear: nn.Linear) -> None:
     # Random classifiers start their head near zero, so every class scores alike and a
     # fit has no evidence to find (it collapses); a N(0, 1) head gives it some.
     nn.init.normal_(linear.weight, generator=torch.Generator().manual_seed(0))
 
 
-def _hf_vit() -> tuple[nn.Module, nn.Module, LayerLayout | None, int, int]:
+def _hf_vit() -> ModelCase:
     config = transformers.ViTConfig(
         image_size=32,
         patch_size=8,
@@ -85,7 +89,7 @@ def _hf_vit() -> tuple[nn.Module, nn.Module, LayerLayout | None, int, int]:
     return model, model.vit.layers[-1].layernorm_before, TokenGrid(1), 32, 4
 
 
-def _hf_swin() -> tuple[nn.Module, nn.Module, LayerLayout | None, int, int]:
+def _hf_swin() -> ModelCase:
     config = transformers.SwinConfig(
         image_size=32,
         patch_size=4,
@@ -101,7 +105,7 @@ def _hf_swin() -> tuple[nn.Module, nn.Module, LayerLayout | None, int, int]:
     return model, model.swin.layernorm, TokenGrid(0), 32, 4
 
 
-def _timm_vit() -> tuple[nn.Module, nn.Module, LayerLayout | None, int, int]:
+def _timm_vit() -> ModelCase:
     model = timm.create_model(
         "vit_tiny_patch16_224",
         pretrained=False,
@@ -116,12 +120,12 @@ def _timm_vit() -> tuple[nn.Module, nn.Module, LayerLayout | None, int, int]:
     return model, model.blocks[-1].norm1, TokenGrid(model.num_prefix_tokens), 32, 4
 
 
-def _timm_convnext() -> tuple[nn.Module, nn.Module, LayerLayout | None, int, int]:
+def _timm_convnext() -> ModelCase:
     model = timm.create_model("convnext_atto", pretrained=False, num_classes=4).eval()
     return model, model.stages[-1], None, 64, 2  # a stride of 32
 
 
-def _timm_swin() -> tuple[nn.Module, nn.Module, LayerLayout | None, int, int]:
+def _timm_swin() -> ModelCase:
     model = timm.create_model(
         "swin_tiny_patch4_window7_224",
         pretrained=False,
@@ -136,7 +140,7 @@ def _timm_swin() -> tuple[nn.Module, nn.Module, LayerLayout | None, int, int]:
     return model, model.layers[-1], ChannelsLast(), 32, 4  # timm's stages: (N, H, W, C)
 
 
-MODELS: dict[str, Callable[[], tuple[nn.Module, nn.Module, LayerLayout | None, int, int]]] = {
+MODELS: dict[str, Callable[[], ModelCase]] = {
     "hf-vit": _hf_vit,
     "hf-swin": _hf_swin,
     "timm-vit": _timm_vit,

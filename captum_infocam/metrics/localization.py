@@ -75,8 +75,8 @@ def _object_mask(
         if mask.is_floating_point() and not bool(((mask == 0) | (mask == 1)).all()):
             raise ValueError(
                 "a floating-point mask must hold only 0 and 1, got values in "
-                f"[{float(mask.min()):.3g}, {float(mask.max()):.3g}]; the map comes first: "
-                "metric(attributions, mask)"
+                f"[{float(mask.min()):.3g}, {float(mask.max()):.3g}]: were attributions and "
+                "mask swapped? The map comes first, then the mask"
             )
         return (mask[:, 0] if mask.dim() == 4 else mask) != 0
     if image_size is None:
