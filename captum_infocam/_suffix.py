@@ -102,7 +102,7 @@ def _first_pass(request: Request, check_layer: bool) -> Iterator[None]:
         yield
     except (RuntimeError, ValueError) as error:
         hint = input_form_hint(request.inputs)
-        if hint is None or isinstance(error, (LayerValueError, torch.OutOfMemoryError)):
+        if hint is None or isinstance(error, (LayerValueError, torch.cuda.OutOfMemoryError)):
             raise
         raise ValueError(f"forward_func failed on the inputs ({error}); {hint}") from error
     finally:
