@@ -23,16 +23,19 @@ from captum_infocam._validation import (
     check_bool,
     check_choice,
     check_finite_tensor,
+    check_input_dtypes,
     check_int,
+    check_output_rows,
     check_real,
     format_inputs,
 )
+from captum_infocam._warnings import caller_stacklevel, training_leaves
 from captum_infocam.dsib import READOUTS, DSIBFit, fit_dsib, rows_per_example
 from captum_infocam.layouts import ChannelsFirst, LayerLayout
 from captum_infocam.likelihood import Likelihood, check_output, resolve_likelihood
 from captum_infocam.prior import PRIORS, PriorStatistics, PriorType, RunningMoments, prior_moments
 
-__all__ = ["CollapsedFitWarning", "InfoCAM"]
+__all__ = ["CollapsedFitWarning", "InfoCAM", "TrainModeWarning"]
 
 #: The prior used when neither ``prior`` nor :meth:`InfoCAM.fit_statistics` gives one.
 DEFAULT_PRIOR = "zero"
@@ -43,6 +46,12 @@ class CollapsedFitWarning(UserWarning):
 
     See :attr:`DSIBFit.collapsed`.
     """
+
+
+class TrainModeWarning(UserWarning):
+    """The explained model is in training mode: dropout and batch normalisation
+    change its output, and so the map, from call to call and with the batch.
+    Call ``model.eval()`` first."""
 
 
 class InfoCAM(LayerAttribution, GradientAttribution):
@@ -74,7 +83,9 @@ class InfoCAM(LayerAttribution, GradientAttribution):
 
     Args:
         forward_func (Callable): the model, or any function of the inputs that
-            returns its scores.
+            returns its scores: a tensor, or an output that
+            :func:`~captum_infocam.outputs.output_scores` reads (a Hugging Face
+            output's ``.logits``, a dict's ``"logits"`` or ``"out"``).
         layer (torch.nn.Module): the layer to explain; its output (or input, see
             ``attribute_to_layer_input``) must be ``(N, C, H, W)`` unless
             ``reshape_transform`` maps it there.
@@ -101,7 +112,10 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         suffix_strategy: str = "auto",
     ) -> None:
         if not callable(forward_func):
-            raise TypeError("forward_func must be callable")
+            raise TypeError(
+                f"forward_func must be callable (the model, or a function of the inputs), "
+                f"got {type(forward_func).__name__}"
+            )
         if not isinstance(layer, nn.Module):
             raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
         model = _owning_module(forward_func)
@@ -222,6 +236,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             torch.Size([2, 512])
         """
         inputs, num_examples = format_inputs(inputs)
+        check_input_dtypes(inputs, self._model)
         additional_forward_args = _format_additional_forward_args(additional_forward_args)
         check_target(target, num_examples)
         for name, flag in (
@@ -233,6 +248,15 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         _check_fit_settings(n_samples, steps, lr, beta, gamma, alpha_init, readout, seed)
         prior = self._resolve_prior(prior)
         log_likelihood = resolve_likelihood(likelihood)
+        training = training_leaves(self._model)
+        if training:
+            warnings.warn(
+                f"the model is in training mode ({len(training)} module(s), e.g. "
+                f"{training[0]!r}): dropout and batch normalisation then change the map "
+                "from call to call and with the batch; call model.eval() first",
+                TrainModeWarning,
+                stacklevel=caller_stacklevel(),
+            )
 
         rows = rows_per_example(n_samples)
         device = inputs[0].device
@@ -241,6 +265,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 Request(self._site, attribute_to_layer_input, inputs, additional_forward_args, rows)
             )
             self._suffix_strategy_used = suffix.strategy
+            check_output_rows(suffix.output, num_examples, inputs)
             check_finite_tensor("the output of forward_func", suffix.output)
             check_output(likelihood, suffix.output)
             index = target_index(target, num_examples, suffix.output.shape, device)
@@ -291,7 +316,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 "example(s): every gate closed, none moved, or all ended equal "
                 "(see last_fit.collapsed); check beta, lr and steps",
                 CollapsedFitWarning,
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         return attributions
 

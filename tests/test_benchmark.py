@@ -337,3 +337,12 @@ def test_sanity_check_runs(capsys) -> None:
     main(["sanity", "--images", "4", "--methods", "Grad-CAM"])
     printed = capsys.readouterr().out
     assert "| fc |" in printed and "| stem |" in printed
+
+
+def test_weights_for_another_number_of_classes_name_num_classes(tmp_path: Path) -> None:
+    torch.save(torchvision.models.resnet18(num_classes=6).state_dict(), tmp_path / "weights.pt")
+    arguments = ["run", "--image-folder", str(tmp_path / "missing"), "--boxes", "b.json"]
+    arguments += ["--model", "resnet18", "--weights", str(tmp_path / "weights.pt")]
+    expected = r"fc\.weight \(6, 512\) \(the model has \(1000, 512\)\).*with --num-classes"
+    with pytest.raises(SystemExit, match=expected):
+        main(arguments)  # --num-classes defaults to 1000; the folder is never read

@@ -219,7 +219,7 @@ def _load_setup(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, str, li
             args.model, weights=None, num_classes=args.num_classes
         )
         if args.weights is not None:
-            network.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+            _load_weights(network, args)
         try:
             layer = network.get_submodule(args.layer)
         except AttributeError:
@@ -245,6 +245,24 @@ def _load_setup(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, str, li
         f"{args.arch}_{layer_name}",
         [s for s in splits if len(s)],
     )
+
+
+def _load_weights(network: nn.Module, args: argparse.Namespace) -> None:
+    """Loads ``--weights`` into ``network``; a shape mismatch names ``--num-classes``."""
+    state = torch.load(args.weights, map_location="cpu", weights_only=True)
+    expected = network.state_dict()
+    mismatched = [
+        f"{key} {tuple(value.shape)} (the model has {tuple(expected[key].shape)})"
+        for key, value in state.items()
+        if key in expected and value.shape != expected[key].shape
+    ]
+    if mismatched:
+        raise SystemExit(
+            f"--weights {args.weights} do not fit {args.model} with --num-classes "
+            f"{args.num_classes}: {', '.join(mismatched)}; pass the number of classes "
+            "the weights were trained for with --num-classes"
+        )
+    network.load_state_dict(state)
 
 
 def _reference_statistics(
@@ -289,7 +307,9 @@ def _figure(
         for source, example in zip(items, examples, strict=True)
         for target in example.target
     ]
-    figure = compare_methods(batch.image.cpu(), maps, batch.mask.cpu(), row_titles=titles)
+    figure = compare_methods(
+        batch.image.cpu(), maps, batch.mask.cpu(), row_titles=titles, use_pyplot=False
+    )
     figure.savefig(path, dpi=110)
 
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from captum_infocam._targets import check_target, select, target_index
 from captum_infocam._validation import check_choice, check_int, format_inputs
+from captum_infocam.outputs import output_scores
 
 __all__ = [
     "SCORE_FUNCTIONS",
@@ -165,10 +166,7 @@ class TargetScorer:
             else arg
             for arg in self.additional_forward_args or ()
         )
-        output = self.forward_func(batch, *extra)
-        if not isinstance(output, Tensor):
-            raise ValueError(f"forward_func must return a tensor, got {type(output).__name__}")
-        scores = self.score_fn(output)
+        scores = self.score_fn(output_scores(self.forward_func(batch, *extra)))
         if self._index is None:
             self._index = target_index(self._target, self.num_examples, scores.shape, scores.device)
         return select(scores, self._index[examples])

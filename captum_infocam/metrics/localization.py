@@ -72,6 +72,12 @@ def _object_mask(
     if mask is not None:
         if not isinstance(mask, Tensor) or mask.dim() not in (3, 4):
             raise ValueError("mask must be a (N, H, W) or (N, 1, H, W) tensor")
+        if mask.is_floating_point() and not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError(
+                "a floating-point mask must hold only 0 and 1, got values in "
+                f"[{float(mask.min()):.3g}, {float(mask.max()):.3g}]: were attributions and "
+                "mask swapped? The map comes first, then the mask"
+            )
         return (mask[:, 0] if mask.dim() == 4 else mask) != 0
     if image_size is None:
         raise ValueError("image_size=(H, W) is needed with boxes")
@@ -106,7 +112,8 @@ def energy_pointing_game(
 
     Args:
         attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or ``(N, h, w)``.
-        mask (Tensor, optional): object mask ``(N, H, W)``, any non-zero value inside.
+        mask (Tensor, optional): object mask ``(N, H, W)``: boolean, integer
+            (any non-zero value inside) or floating-point 0/1.
         boxes (Tensor or sequence of Tensor, optional): instead of ``mask``; see
             :func:`boxes_to_mask`.
         image_size (tuple[int, int], optional): ``(H, W)``, needed with ``boxes``.
