@@ -57,6 +57,9 @@ class ForwardCounter:
         (dict(target=0, likelihood="probit"), ValueError, "likelihood must be one of"),
         (dict(target=0, likelihood=3), TypeError, "likelihood must be a name or a callable"),
         (dict(target=0, seed=-1), ValueError, "seed must be >= 0"),
+        (dict(target=0, contrast="competitor"), ValueError, "contrast must be one of"),
+        (dict(target=0, evidence="logit"), ValueError, "evidence must be one of"),
+        (dict(target=0, contrast=None), ValueError, "contrast must be one of"),
         (dict(target=0, relu_attributions=1), TypeError, "relu_attributions must be a bool"),
     ],
 )

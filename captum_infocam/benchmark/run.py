@@ -26,20 +26,21 @@ from tqdm import tqdm
 from captum_infocam import InfoCAM, PriorStatistics
 from captum_infocam.benchmark.clock import timed
 from captum_infocam.benchmark.data import reference_images
-from captum_infocam.benchmark.items import Batch, FolderItems, ShapesItems
+from captum_infocam.benchmark.items import Batch, FolderItems, GridItems, ShapesItems
 from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS, Explainer
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
 from captum_infocam.metrics import (
     confidence_metrics,
     deletion_auc,
     energy_pointing_game,
+    grid_pointing_game,
     insertion_auc,
     pointing_game,
 )
 
 __all__ = ["METRICS", "add_arguments", "evaluate", "summarise"]
 
-Items = Union[ShapesItems, FolderItems]
+Items = Union[ShapesItems, FolderItems, GridItems]
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,15 @@ METRICS = [
     MetricColumn("deletion", "Del", False),
     MetricColumn("energy_pointing_game", "EPG", True),
     MetricColumn("pointing_game", "PG", True),
+    MetricColumn("grid_pointing_game", "GPG", True),
 ]
 
 
 def score_batch(
     model: nn.Module, batch: Batch, maps: torch.Tensor, n_steps: int, tolerance: int
 ) -> dict[str, torch.Tensor]:
-    """Every metric of :data:`METRICS` for one batch of maps, each ``(N,)``."""
+    """Every metric of :data:`METRICS` for one batch of maps, each ``(N,)``; the grid
+    pointing game only for grid items (those with a :attr:`Batch.cell`)."""
     values = confidence_metrics(model, batch.image, maps, target=batch.target)
     values["insertion"] = insertion_auc(
         model, batch.image, maps, target=batch.target, n_steps=n_steps
@@ -76,6 +79,8 @@ def score_batch(
     )
     values["energy_pointing_game"] = energy_pointing_game(maps, batch.mask)
     values["pointing_game"] = pointing_game(maps, batch.mask, tolerance=tolerance)
+    if batch.cell is not None:
+        values["grid_pointing_game"] = grid_pointing_game(maps, batch.cell)
     return values
 
 
@@ -137,7 +142,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, li
             rows = [r for r in records if r["split"] == split and r["method"] == method]
             if rows:
                 summary[split][method] = {
-                    key: list(_mean_and_error([r[key] for r in rows]))
+                    key: list(_mean_and_error([r.get(key, math.nan) for r in rows]))
                     for key in ["seconds", *(m.key for m in METRICS)]
                 }
     return summary
@@ -161,6 +166,9 @@ def markdown_table(split_summary: dict[str, dict[str, list[float]]]) -> str:
         cells = [method, f"{values['seconds'][0]:.4f}"]
         for metric in METRICS:
             mean, error = values[metric.key]
+            if math.isnan(mean):
+                cells.append("–")  # not scored on this split
+                continue
             text = f"{mean:.3f} ± {error:.3f}"
             tied = round(mean, 3) == round(best[metric.key], 3)  # as printed
             cells.append(f"**{text}**" if tied else text)

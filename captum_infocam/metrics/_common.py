@@ -26,6 +26,7 @@ __all__ = [
     "higher_is_better",
     "image_input",
     "saliency_maps",
+    "upsampled_maps",
 ]
 
 ScoreFunction = Callable[[Tensor], Tensor]
@@ -55,6 +56,30 @@ def image_input(inputs: Union[Tensor, tuple[Tensor, ...]]) -> Tensor:
         shapes = [tuple(x.shape) for x in formatted]
         raise ValueError(f"inputs must be one (N, C, H, W) image batch, got shapes {shapes}")
     return formatted[0]
+
+
+def upsampled_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
+    """Turns attributions into maps ``(N, H, W)`` of the input size, not normalised.
+
+    ``(N, C, h, w)`` attributions are summed over channels (``(N, h, w)`` taken as
+    is), upsampled bilinearly to ``size`` if needed, and stripped of NaN and
+    infinite values (set to 0): :func:`saliency_maps` without its normalisation.
+    """
+    if not isinstance(attributions, Tensor):
+        raise TypeError(f"attributions must be a tensor, got {type(attributions).__name__}")
+    if attributions.dim() == 3:
+        attributions = attributions[:, None]
+    if attributions.dim() != 4 or len(attributions) != num_examples:
+        raise ValueError(
+            f"attributions must be (N, C, h, w) or (N, h, w) with N = {num_examples}, "
+            f"got shape {tuple(attributions.shape)}"
+        )
+    if not attributions.is_floating_point():
+        attributions = attributions.float()
+    maps = attributions.sum(1, keepdim=True)
+    if tuple(maps.shape[-2:]) != tuple(size):
+        maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    return maps[:, 0].nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
@@ -94,21 +119,7 @@ def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int
         >>> cam = InfoCAM(model, model.layer4)
         >>> maps = saliency_maps(cam.attribute(x, target=y), x.shape[-2:], len(x))
     """
-    if not isinstance(attributions, Tensor):
-        raise TypeError(f"attributions must be a tensor, got {type(attributions).__name__}")
-    if attributions.dim() == 3:
-        attributions = attributions[:, None]
-    if attributions.dim() != 4 or len(attributions) != num_examples:
-        raise ValueError(
-            f"attributions must be (N, C, h, w) or (N, h, w) with N = {num_examples}, "
-            f"got shape {tuple(attributions.shape)}"
-        )
-    if not attributions.is_floating_point():
-        attributions = attributions.float()
-    maps = attributions.sum(1, keepdim=True)
-    if tuple(maps.shape[-2:]) != tuple(size):
-        maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
-    maps = maps[:, 0].nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    maps = upsampled_maps(attributions, size, num_examples)
     low = maps.amin((1, 2), keepdim=True)
     span = maps.amax((1, 2), keepdim=True) - low
     return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)

@@ -12,6 +12,13 @@ the mask and min-max normalised per example.
 * Pointing game (Zhang et al., 2016): 1 if a maximum of the map lies within
   ``tolerance`` pixels (Euclidean) of the object, else 0. Ties count as a hit if
   any maximum is within the tolerance; a constant map points nowhere and scores 0.
+* Grid pointing game (Böhle et al., B-cos networks, 2022): on a grid of images
+  of different classes, explained for the class of one cell, the share of the
+  map's *positive* attribution inside that cell,
+  :math:`\sum_{p \in \text{cell}} L_p^+ / \sum_p L_p^+ \in [0, 1]`. Unlike the
+  two above it does not min-max normalise (a floor would count as attribution
+  everywhere); a map with no positive value scores the cell's share of the image,
+  as a uniform map would.
 
 An image whose object has no pixel (an empty mask, or boxes outside the image)
 scores NaN, as in Quantus; average with ``torch.nanmean``.
@@ -26,9 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from captum_infocam._validation import check_int
-from captum_infocam.metrics._common import higher_is_better, saliency_maps
+from captum_infocam.metrics._common import higher_is_better, saliency_maps, upsampled_maps
 
-__all__ = ["boxes_to_mask", "energy_pointing_game", "pointing_game"]
+__all__ = ["boxes_to_mask", "energy_pointing_game", "grid_pointing_game", "pointing_game"]
 
 Boxes = Union[Tensor, Sequence[Tensor]]
 
@@ -165,3 +172,36 @@ def pointing_game(
         reach = near[:, 0] > 0.5
     hit = (maxima & reach).flatten(1).any(1).to(maps.dtype)
     return _nan_where_empty(hit, region)
+
+
+@higher_is_better(True)
+def grid_pointing_game(attributions: Tensor, mask: Tensor) -> Tensor:
+    """Share of the positive attribution inside the explained cell of a grid, per example.
+
+    Args:
+        attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` (summed over
+            channels) or ``(N, h, w)``, upsampled bilinearly to the mask's size.
+        mask (Tensor): the cell of the explained class, ``(N, H, W)``, non-zero
+            inside.
+
+    Returns:
+        Tensor ``(N,)`` in ``[0, 1]`` on the attributions' device; NaN where the
+        cell is empty.
+
+    Examples::
+
+        >>> cell = torch.zeros(1, 128, 128, dtype=torch.bool)
+        >>> cell[:, :64, :64] = True  # the top-left cell of a 2 x 2 grid
+        >>> grid_pointing_game(torch.ones(1, 1, 8, 8), cell)
+        tensor([0.2500])
+    """
+    if not isinstance(mask, Tensor) or mask.dim() != 3:
+        raise ValueError("mask must be a (N, H, W) tensor marking each example's cell")
+    cell = mask != 0
+    positive = upsampled_maps(attributions, tuple(cell.shape[-2:]), len(cell)).clamp_min(0.0)
+    cell = cell.to(positive.device)
+    total = positive.sum((1, 2))
+    inside = (positive * cell).sum((1, 2))
+    uniform = cell.to(positive.dtype).mean((1, 2))
+    share = torch.where(total > 0, inside / total.clamp_min(torch.finfo(total.dtype).tiny), uniform)
+    return _nan_where_empty(share, cell)
