@@ -22,6 +22,7 @@ from captum_infocam.benchmark.items import Batch, GridItems, ShapesItems
 from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS
 from captum_infocam.benchmark.run import METRICS, evaluate, markdown_table, summarise
 from captum_infocam.benchmark.sanity import rank_correlation
+from captum_infocam.benchmark.sweep import BASE
 from captum_infocam.benchmark.train import accuracy, train
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
 from captum_infocam.metrics import (
@@ -111,6 +112,14 @@ def test_single_fit_entry_is_infocam_without_the_contrast() -> None:
     expected = cam.attribute(batch.image, target=batch.target, contrast="none", **settings)
     torch.testing.assert_close(single, expected)
     assert not torch.allclose(single, METHODS["InfoCAM"](model, model.layer3, settings)(batch))
+
+
+def test_sweep_base_is_infocams_default_fit() -> None:
+    model = load_model("vgg")
+    batch = ShapesItems("pair", images=1).load(range(2))
+    base = METHODS["InfoCAM"](model, model.block4, BASE)(batch)
+    default = InfoCAM(model, model.block4).attribute(batch.image, target=batch.target)
+    torch.testing.assert_close(base, default, rtol=0, atol=0)
 
 
 def test_random_baseline_depends_only_on_the_item() -> None:
