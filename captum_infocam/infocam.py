@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import replace
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -363,6 +363,75 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             )
         return attributions
 
+    def attribute_each(
+        self,
+        inputs: Union[Tensor, tuple[Tensor, ...]],
+        targets: Sequence[Union[Sequence[Union[int, tuple[int, ...]]], Tensor]],
+        additional_forward_args: Optional[object] = None,
+        **settings: Any,
+    ) -> tuple[Tensor, Tensor]:
+        r"""Explains several targets of each example (each object of a scene) in one call.
+
+        Example ``i`` is explained once for each entry of ``targets[i]``; all
+        of these maps come from one batched :meth:`attribute` call, and each
+        equals the map of a separate call for that example and target. The
+        maps are stacked example by example, in the order of ``targets``
+        (``sum_i len(targets[i])`` rows), with the index of the example each
+        row explains, as ``torchvision.ops.roi_align`` pairs boxes with their
+        images. :meth:`attribute` itself keeps Captum's contract of one row per
+        example, which ``captum.metrics`` and the visualisation rely on.
+        :attr:`last_fit` has the rows of the returned maps.
+
+        Args:
+            inputs (Tensor or tuple[Tensor, ...]): as in :meth:`attribute`.
+            targets (list): one entry per example: a non-empty list (or 1-D
+                integer tensor) of that example's targets, each in the form
+                :meth:`attribute` takes for one example (an int, or a tuple of
+                ints for outputs with several dimensions after the batch).
+            additional_forward_args (Any, optional): as in :meth:`attribute`;
+                tensors whose first dimension is the number of examples are
+                repeated with the examples, other values are passed unchanged.
+                Default: None
+            **settings: any other argument of :meth:`attribute` (``n_samples``,
+                ``steps``, ``contrast``, ``readout``, ...).
+
+        Returns:
+            *tuple[Tensor, Tensor]* of **attributions**, ``(M, 1, H, W)`` as
+            :meth:`attribute` returns them for ``M = sum_i len(targets[i])``
+            rows, and **example_index**, ``(M,)`` int64 on the inputs' device:
+            the example that each row explains.
+
+        Examples::
+
+            >>> cam = InfoCAM(model, model.layer4)
+            >>> x = torch.randn(2, 3, 224, 224)
+            >>> maps, image = cam.attribute_each(x, [[3, 7], [5]])  # (3, 1, 7, 7)
+            >>> image
+            tensor([0, 0, 1])
+        """
+        if "target" in settings:
+            raise TypeError("attribute_each takes the targets as targets, not target")
+        inputs, num_examples = format_inputs(inputs)
+        flat, counts = _flatten_targets(targets, num_examples)
+        device = inputs[0].device
+        example_index = torch.repeat_interleave(
+            torch.arange(num_examples, device=device), torch.tensor(counts, device=device)
+        )
+        expanded = tuple(x.index_select(0, example_index) for x in inputs)
+        extra = _format_additional_forward_args(additional_forward_args)
+        if extra is not None:
+            extra = tuple(
+                a.index_select(0, example_index.to(a.device)) if _is_batched(a, num_examples) else a
+                for a in extra
+            )
+        attributions = self.attribute(
+            expanded if len(expanded) > 1 else expanded[0],
+            target=flat,
+            additional_forward_args=extra,
+            **settings,
+        )
+        return attributions, example_index
+
     def fit_statistics(
         self,
         data: Iterable[Any],
@@ -426,6 +495,51 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             return prior
         check_choice("prior", prior, PRIORS)
         return prior
+
+
+def _flatten_targets(
+    targets: Any, num_examples: int
+) -> tuple[list[Union[int, tuple[int, ...]]], list[int]]:
+    """``targets`` of :meth:`InfoCAM.attribute_each` as one Captum target list and the
+    number of targets per example; every mistake raises before any work."""
+    if isinstance(targets, (Tensor, str)) or not isinstance(targets, Sequence):
+        raise TypeError(
+            "targets must be a list with one list of targets per example, e.g. "
+            f"[[3, 7], [5]]; got {type(targets).__name__}"
+        )
+    if len(targets) != num_examples:
+        raise ValueError(
+            f"targets must have one entry per example: {num_examples} examples but "
+            f"{len(targets)} entries"
+        )
+    flat: list[Union[int, tuple[int, ...]]] = []
+    counts = []
+    for position, entry in enumerate(targets):
+        if isinstance(entry, Tensor):
+            if entry.dim() != 1 or entry.is_floating_point() or entry.dtype == torch.bool:
+                raise TypeError(
+                    f"targets[{position}] must be a 1-D integer tensor or a list, got a "
+                    f"tensor of shape {tuple(entry.shape)} and {entry.dtype}"
+                )
+            entry = entry.tolist()
+        if not isinstance(entry, list):
+            raise TypeError(
+                f"targets[{position}] must be a list of that example's targets, got "
+                f"{type(entry).__name__}"
+            )
+        if not entry:
+            raise ValueError(f"targets[{position}] is empty: give each example at least one target")
+        flat += entry
+        counts.append(len(entry))
+    try:
+        check_target(flat, len(flat))
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"targets: {error}") from None
+    return flat, counts
+
+
+def _is_batched(value: Any, num_examples: int) -> bool:
+    return isinstance(value, Tensor) and value.dim() > 0 and len(value) == num_examples
 
 
 def _check_fit_settings(

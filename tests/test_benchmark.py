@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -18,15 +19,17 @@ from captum_infocam import InfoCAM
 from captum_infocam.benchmark.__main__ import main
 from captum_infocam.benchmark.data import CLASSES, ShapesDataset
 from captum_infocam.benchmark.items import Batch, GridItems, ShapesItems
-from captum_infocam.benchmark.methods import METHODS
+from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS
 from captum_infocam.benchmark.run import METRICS, evaluate, markdown_table, summarise
 from captum_infocam.benchmark.sanity import rank_correlation
+from captum_infocam.benchmark.sweep import BASE
 from captum_infocam.benchmark.train import accuracy, train
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
 from captum_infocam.metrics import (
     confidence_metrics,
     deletion_auc,
     energy_pointing_game,
+    grid_pointing_game,
     insertion_auc,
     pointing_game,
 )
@@ -100,6 +103,25 @@ def test_every_method_gives_one_map_per_item(name: str) -> None:
     assert torch.isfinite(maps).all()
 
 
+def test_single_fit_entry_is_infocam_without_the_contrast() -> None:
+    model = load_model("resnet")
+    batch = ShapesItems("pair", images=1).load(range(2))
+    settings = {"n_samples": 2, "steps": 3}
+    single = METHODS["InfoCAM (single fit)"](model, model.layer3, settings)(batch)
+    cam = InfoCAM(model, model.layer3)
+    expected = cam.attribute(batch.image, target=batch.target, contrast="none", **settings)
+    torch.testing.assert_close(single, expected)
+    assert not torch.allclose(single, METHODS["InfoCAM"](model, model.layer3, settings)(batch))
+
+
+def test_sweep_base_is_infocams_default_fit() -> None:
+    model = load_model("vgg")
+    batch = ShapesItems("pair", images=1).load(range(2))
+    base = METHODS["InfoCAM"](model, model.block4, BASE)(batch)
+    default = InfoCAM(model, model.block4).attribute(batch.image, target=batch.target)
+    torch.testing.assert_close(base, default, rtol=0, atol=0)
+
+
 def test_random_baseline_depends_only_on_the_item() -> None:
     model = load_model("resnet")
     explain = METHODS["Random"](model, model.layer3, {})
@@ -159,6 +181,8 @@ def _run_command(tmp_path: Path, processes: int) -> list[dict]:
         "5",
         "--pairs",
         "2",
+        "--grids",
+        "1",
         "--batch-size",
         "2",
         "--n-steps",
@@ -200,7 +224,7 @@ def _run_command(tmp_path: Path, processes: int) -> list[dict]:
 def test_two_processes_give_the_same_records_as_one(tmp_path: Path) -> None:
     one = _run_command(tmp_path, 1)
     two = _run_command(tmp_path, 2)
-    assert len(one) == (5 + 2 * 2) * 4
+    assert len(one) == (5 + 2 * 2 + 1 * 4) * 4
     assert one == two
 
 
@@ -211,6 +235,8 @@ def test_run_prints_the_table_and_writes_the_figure(tmp_path: Path, capsys) -> N
             "--images",
             "2",
             "--pairs",
+            "1",
+            "--grids",
             "1",
             "--batch-size",
             "2",
@@ -224,12 +250,17 @@ def test_run_prints_the_table_and_writes_the_figure(tmp_path: Path, capsys) -> N
         ]
     )
     printed = capsys.readouterr().out
-    for method in METHODS:
+    for method in DEFAULT_METHODS:
         assert f"| {method} |" in printed
+    assert "| InfoCAM (single fit) |" not in printed  # compared on request only
     assert "### single (2 items)" in printed and "### pair (2 items)" in printed
+    assert "### grid (4 items)" in printed
     assert (tmp_path / "resnet_layer3_figure.png").stat().st_size > 10_000
-    rows = (tmp_path / "resnet_layer3_records.csv").read_text().splitlines()
-    assert len(rows) == 1 + 4 * len(METHODS)
+    with open(tmp_path / "resnet_layer3_records.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8 * len(DEFAULT_METHODS)
+    # Only grid rows carry the grid pointing game; the others leave its cell empty.
+    assert {r["split"] for r in rows if r["grid_pointing_game"]} == {"grid"}
 
 
 def test_run_records_equal_direct_metric_calls(tmp_path: Path) -> None:
@@ -239,6 +270,8 @@ def test_run_records_equal_direct_metric_calls(tmp_path: Path) -> None:
             "--images",
             "3",
             "--pairs",
+            "1",
+            "--grids",
             "1",
             "--batch-size",
             "2",
@@ -256,8 +289,11 @@ def test_run_records_equal_direct_metric_calls(tmp_path: Path) -> None:
     records = json.loads((tmp_path / "resnet_layer3_records.json").read_text())
     summary = json.loads((tmp_path / "resnet_layer3_summary.json").read_text())
     model = load_model("resnet")
-    for split, images in (("single", 3), ("pair", 1)):
-        batch = ShapesItems(split, images).load(range(images * (1 + (split == "pair"))))
+    sources = [ShapesItems("single", 3), ShapesItems("pair", 1), GridItems(1)]
+    assert list(summary) == ["single", "pair", "grid"]
+    for source in sources:
+        split = source.split
+        batch = source.load(range(len(source)))
         maps = LayerGradCam(model, model.layer3).attribute(
             batch.image, target=batch.target, relu_attributions=True
         )
@@ -271,10 +307,14 @@ def test_run_records_equal_direct_metric_calls(tmp_path: Path) -> None:
         assert [(r["item"], r["target"]) for r in rows] == list(
             zip(batch.keys, batch.target.tolist(), strict=True)
         )
-        # The grid pointing game is scored on grid items only (a NaN mean elsewhere).
-        assert all("grid_pointing_game" not in r for r in rows)
-        assert math.isnan(summary[split]["Grad-CAM"]["grid_pointing_game"][0])
-        scored = [m for m in METRICS if m.key != "grid_pointing_game"]
+        if split == "grid":
+            expected["grid_pointing_game"] = grid_pointing_game(maps, batch.cell)
+            assert len(rows) == 4 and len(set(batch.target.tolist())) == 4
+        else:
+            # The grid pointing game is scored on grid items only (a NaN mean elsewhere).
+            assert all("grid_pointing_game" not in r for r in rows)
+            assert math.isnan(summary[split]["Grad-CAM"]["grid_pointing_game"][0])
+        scored = [m for m in METRICS if m.key in expected]
         assert {m.key for m in scored} == set(expected)
         for metric in scored:
             got = torch.tensor([r[metric.key] for r in rows])

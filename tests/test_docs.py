@@ -21,7 +21,13 @@ def test_the_html_reference_builds_without_warnings(tmp_path: Path) -> None:
     )
     assert built.returncode == 0, built.stderr
     api = (tmp_path / "docs" / "api.html").read_text()
-    for name in ("InfoCAM.attribute", "output_scores", "show_overlay", "energy_pointing_game"):
+    for name in (
+        "InfoCAM.attribute",
+        "InfoCAM.attribute_each",
+        "output_scores",
+        "show_overlay",
+        "energy_pointing_game",
+    ):
         assert name in api, f"{name} is missing from the API reference"
     for tutorial in (ROOT / "tutorials").glob("*.ipynb"):
         page = (tmp_path / "tutorials" / f"{tutorial.stem}.html").read_text()

@@ -76,6 +76,38 @@ def test_bad_arguments_raise_before_the_model_runs(
 
 
 @pytest.mark.parametrize(
+    ("targets", "kwargs", "error", "message"),
+    [
+        (0, {}, TypeError, "targets must be a list with one list of targets per example"),
+        (torch.tensor([0, 1, 2]), {}, TypeError, "targets must be a list"),
+        ([[0], [1]], {}, ValueError, "3 examples but 2 entries"),
+        ([[0], 1, [2]], {}, TypeError, r"targets\[1\] must be a list"),
+        ([[0], [], [2]], {}, ValueError, r"targets\[1\] is empty"),
+        ([[0], [1.5], [2]], {}, ValueError, "targets: target list must hold only integers"),
+        ([[0], torch.tensor([[1]]), [2]], {}, TypeError, r"targets\[1\] must be a 1-D"),
+        ([[0], [1], [2]], dict(target=0), TypeError, "takes the targets as targets"),
+        ([[0], [1], [2]], dict(steps=0), ValueError, "steps must be >= 1"),
+    ],
+)
+def test_attribute_each_bad_targets_raise_before_the_model_runs(
+    targets: object,
+    kwargs: dict,
+    error: type,
+    message: str,
+    small_cnn: SmallCNN,
+    images: Tensor,
+    no_fit: None,
+) -> None:
+    counter = ForwardCounter(small_cnn)
+    try:
+        with pytest.raises(error, match=message):
+            InfoCAM(small_cnn, small_cnn.features).attribute_each(images, targets, **kwargs)
+        assert counter.calls == 0
+    finally:
+        counter.remove()
+
+
+@pytest.mark.parametrize(
     ("inputs", "error", "message"),
     [
         (torch.full((2, 3, 8, 8), float("nan")), ValueError, "inputs contains NaN"),

@@ -102,6 +102,44 @@ def test_batch_of_n_equals_n_batches_of_one(small_cnn: SmallCNN, images: Tensor)
         torch.testing.assert_close(cam.last_fit.gates, batch_gates[i : i + 1], rtol=1e-4, atol=1e-5)
 
 
+def test_attribute_each_equals_one_call_per_example_and_target(trained_cnn: SmallCNN) -> None:
+    x, _ = coloured_squares(3, generator=torch.Generator().manual_seed(4))
+    cam = InfoCAM(trained_cnn, trained_cnn.features)
+    targets = [[0, 2], torch.tensor([1]), [2, 1, 0]]
+    maps, example = cam.attribute_each(x, targets, **FAST)
+    gates = cam.last_fit.gates
+    assert example.tolist() == [0, 0, 1, 2, 2, 2] and example.dtype == torch.int64
+    assert maps.shape == (6, 1, 16, 16)
+    rows = [(0, 0), (0, 2), (1, 1), (2, 2), (2, 1), (2, 0)]
+    for row, (i, target) in enumerate(rows):
+        alone = cam.attribute(x[i : i + 1], target=target, **FAST)
+        torch.testing.assert_close(maps[row : row + 1], alone, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(gates[row : row + 1], cam.last_fit.gates, rtol=1e-4, atol=1e-5)
+    # The contrast makes the maps of one image differ by the class explained.
+    assert not torch.allclose(maps[3], maps[5], atol=1e-3)
+
+
+def test_attribute_each_repeats_batched_forward_args_with_the_examples() -> None:
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = SmallCNN()
+
+        def forward(self, x: Tensor, scale: Tensor, shift: float) -> Tensor:
+            return self.net(x) * scale + shift
+
+    torch.manual_seed(0)
+    model = Scaled().eval()
+    x, scale = torch.randn(2, 3, 8, 8), torch.tensor([[1.0], [3.0]])
+    cam = InfoCAM(model, model.net.features)
+    maps, _ = cam.attribute_each(x, [[0], [1, 2]], additional_forward_args=(scale, 0.5), **FAST)
+    for row, (i, target) in enumerate([(0, 0), (1, 1), (1, 2)]):
+        alone = cam.attribute(
+            x[i : i + 1], target=target, additional_forward_args=(scale[i : i + 1], 0.5), **FAST
+        )
+        torch.testing.assert_close(maps[row : row + 1], alone, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("name", "layer", "size"),
     [

@@ -4,6 +4,8 @@ For torchvision ResNet-50 (layer2, layer3, layer4) and ViT-B/16 (the last block'
 first LayerNorm), random weights, 224 x 224 inputs, batch 1 and 8: the median
 time of each method over ``--repeats`` runs after one warm-up, and its ratio to
 ``captum.attr.LayerGradCam`` on the same model, layer and inputs in the same run.
+InfoCAM runs twice: with its default fit and with ``contrast="none"`` (the first
+release's single fit), whose times give the default's cost ratio.
 On CUDA the device is synchronised before each clock read. Score-CAM (one forward
 pass per channel) is slow on a CPU, so it runs only where the batch is at most
 ``--scorecam-max-batch``.
@@ -66,6 +68,8 @@ def methods(
     return {
         "LayerGradCam (captum)": grad_layer,
         "InfoCAM": lambda x, t: infocam.attribute(x, target=t),
+        # The first release's fit, the baseline of the default's cost (issue 11: at most 2x).
+        "InfoCAM contrast=none": lambda x, t: infocam.attribute(x, target=t, contrast="none"),
         "GradCAM++ (grad-cam)": _pytorch_grad_cam("GradCAMPlusPlus", model, layer, layout),
         "LayerCAM (grad-cam)": _pytorch_grad_cam("LayerCAM", model, layer, layout),
         "ScoreCAM (grad-cam)": _pytorch_grad_cam("ScoreCAM", model, layer, layout),

@@ -246,6 +246,7 @@ def _load_setup(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, str, li
     splits = [
         ShapesItems("single", args.images, args.seed),
         ShapesItems("pair", args.pairs, args.seed),
+        GridItems(args.grids, args.seed),
     ]
     return (
         model,
@@ -359,7 +360,9 @@ def _run(args: argparse.Namespace) -> None:
     (args.out / f"{tag}_summary.json").write_text(json.dumps(summary, indent=1))
     (args.out / f"{tag}_records.json").write_text(json.dumps(records))
     with open(args.out / f"{tag}_records.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+        # Grid records carry one more metric than the others: the union of the keys.
+        fields = list(dict.fromkeys(key for record in records for key in record))
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(records)
     described = settings or "default"
@@ -368,8 +371,10 @@ def _run(args: argparse.Namespace) -> None:
         count = sum(r["split"] == split for r in records) // len(args.methods)
         print(f"\n### {split} ({count} items)\n")
         print(markdown_table(split_summary))
-    if not args.no_figure:
-        _figure(model, explainers, sources, args.out / f"{tag}_figure.png", device)
+    # One figure of same-sized images: the grids (twice as wide) are left out.
+    pictured = [source for source in sources if source.split != GridItems.split]
+    if not args.no_figure and pictured:
+        _figure(model, explainers, pictured, args.out / f"{tag}_figure.png", device)
         print(f"\nfigure: {args.out / f'{tag}_figure.png'}")
     print(f"per-item results: {args.out / f'{tag}_records.csv'}")
 
@@ -384,6 +389,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--images", type=int, default=100, help="one-object images")
     parser.add_argument("--pairs", type=int, default=50, help="two-object images (2 items each)")
+    parser.add_argument(
+        "--grids",
+        type=int,
+        default=25,
+        help="2 x 2 grids of four classes (4 items each, the grid pointing game)",
+    )
     parser.add_argument(
         "--methods",
         type=lambda s: s.split(","),
