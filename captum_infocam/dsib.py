@@ -92,6 +92,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm import tqdm
 
 __all__ = [
     "CONTRASTS",
@@ -304,6 +305,8 @@ def fit_dsib(
     evidence: str,
     complement: bool,
     generator: torch.Generator | None = None,
+    internal_batch_size: int | None = None,
+    show_progress: bool = False,
 ) -> DSIBFit:
     r"""Fits the per-sample, per-channel gates of the DSIB with Adam.
 
@@ -314,10 +317,11 @@ def fit_dsib(
 
     Args:
         activations (Tensor): ``A``, shape ``(B, C, H, W)``, without gradient.
-        log_odds (Callable): maps a batch ``Z`` of ``B * F * 2K`` rows (``F``
-            fits per sample, 2 if ``complement`` else 1), ordered as
-            :func:`rows_per_example` describes, to the target's log-odds
-            :math:`\ell_y(Z)`, shape ``(B * F * 2K,)``.
+        log_odds (Callable): ``log_odds(Z, rows)`` maps consecutive rows
+            ``rows`` (a ``slice``) of the ``B * F * 2K`` rows of a step (``F``
+            fits per sample, 2 if ``complement`` else 1, ordered as
+            :func:`rows_per_example` describes), given as ``Z``, to the
+            target's log-odds :math:`\ell_y(Z)`, one per row.
         mean (Tensor): prior mean, broadcastable to ``(B, C, 1, 1)``.
         std (Tensor): prior standard deviation, positive, broadcastable to
             ``(B, C, 1, 1)``.
@@ -332,6 +336,12 @@ def fit_dsib(
         complement (bool): also fit the complementary event :math:`\neg y`.
         generator (torch.Generator, optional): source of the noise draws, on
             the device of ``activations``. Default: the global generator.
+        internal_batch_size (int, optional): pass at most this many rows to
+            ``log_odds`` at once, each chunk's backward done before the next
+            chunk runs, which bounds the memory of the network after the layer;
+            the fit is the same up to floating-point rounding. Default: all
+            ``B * F * 2K`` rows at once.
+        show_progress (bool, optional): show a progress bar over the steps.
 
     Returns:
         :class:`DSIBFit` of the target, with the complement's fit in
@@ -359,8 +369,24 @@ def fit_dsib(
     optimizer = torch.optim.Adam([alpha], lr=lr)
     rows = (per_fit(activations), per_fit(mean), per_fit(std), per_fit(mean_square))
     activations_rows, mean_rows, std_rows, mean_square_rows = rows
+    # Per row of a step: its fit's sign and whether it belongs to the noise stream.
+    row_sign = sign.repeat_interleave(2 * n_samples)
+    noise_row = torch.arange(2, device=activations.device).repeat_interleave(n_samples) == 1
+    noise_row = noise_row.repeat(batch * fits)
+    total = len(row_sign)
+    chunk = total if internal_batch_size is None else internal_batch_size
+
+    def row_losses(event: Tensor, noise: Tensor) -> Tensor:
+        """Each row's share of its sample's loss, the KL term left out."""
+        if evidence == "log_odds":
+            discriminative = -event
+        else:
+            discriminative = F.softplus(without_negligible_slope(-event))
+        noise_loss = gamma * F.softplus(without_negligible_slope(event))
+        return torch.where(noise, noise_loss, discriminative) / n_samples
+
     trace = []
-    for _ in range(steps):
+    for _ in tqdm(range(steps), desc="InfoCAM fit", disable=not show_progress):
         # Drawn in float32 whatever the fit's dtype, so a float64 fit sees the same noise.
         noise = torch.randn(
             (2, n_samples, *activations.shape[1:]),
@@ -368,21 +394,30 @@ def fit_dsib(
             device=activations.device,
         ).to(activations.dtype)
         streams = dual_streams(activations_rows, torch.sigmoid(alpha), mean_rows, std_rows, noise)
-        event = log_odds(streams.flatten(0, 2)).view(batch * fits, 2, n_samples) * sign[..., None]
-        discriminative = (
-            -event[:, 0]
-            if evidence == "log_odds"
-            else F.softplus(without_negligible_slope(-event[:, 0]))
-        )
-        noise_loss = F.softplus(without_negligible_slope(event[:, 1])).mean(1)
+        streams = streams.flatten(0, 2)
+        # The network after the layer runs chunk by chunk, each chunk's backward
+        # (to its streams) done before the next; then one backward from the streams to α.
+        events, stream_grads = [], []
+        for start in range(0, total, chunk):
+            rows = slice(start, min(start + chunk, total))
+            z = streams[rows].detach().requires_grad_()
+            # A clone: the network may change its input in place (ReLU(inplace=True)), a leaf not.
+            event = log_odds(z.clone(), rows) * row_sign[rows]
+            loss = row_losses(event, noise_row[rows]).sum()
+            stream_grads.append(torch.autograd.grad(loss, z)[0])
+            events.append(event.detach())
+        event = torch.cat(events).view(batch * fits, 2, n_samples)
         kl = mean_kl(alpha, mean_square_rows)
-        loss = discriminative.mean(1) + beta * kl + gamma * noise_loss
-        alpha.grad = torch.autograd.grad(loss.sum(), alpha)[0]
+        alpha.grad = torch.autograd.grad(
+            (streams, beta * kl.sum()), alpha, grad_outputs=(torch.cat(stream_grads), None)
+        )[0]
         optimizer.step()
-        trace.append(loss.detach())
+        discriminative = -event[:, 0] if evidence == "log_odds" else F.softplus(-event[:, 0])
+        noise_loss = F.softplus(event[:, 1]).mean(1)
+        kl = kl.detach()
+        trace.append(discriminative.mean(1) + beta * kl + gamma * noise_loss)
 
     alpha = alpha.detach()
-    event = event.detach()
     losses = torch.stack(trace)
 
     def outcome(fit: int) -> DSIBFit:

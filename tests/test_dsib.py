@@ -92,7 +92,7 @@ def test_discriminative_stream_is_distributed_as_the_posterior() -> None:
 def _linear_log_odds(weight: torch.Tensor):
     """Log-odds of y=0 under a GAP + linear two-class head over (N, C, H, W) maps."""
 
-    def log_odds(z: torch.Tensor) -> torch.Tensor:
+    def log_odds(z: torch.Tensor, rows: slice) -> torch.Tensor:
         logits = z.mean((2, 3)) @ weight.T
         return logits[:, 0] - logits[:, 1]
 
@@ -120,7 +120,7 @@ def test_log_odds_rows_follow_the_documented_layout(complement: bool) -> None:
     activations = torch.arange(1.0, 4.0).view(3, 1, 1, 1).expand(3, 2, 2, 2)
     seen = []
 
-    def log_odds(z: torch.Tensor) -> torch.Tensor:
+    def log_odds(z: torch.Tensor, rows: slice) -> torch.Tensor:
         seen.append(z.detach())
         return -z.mean((1, 2, 3)).abs() - 1.0
 
@@ -225,7 +225,7 @@ def test_complement_of_the_complement_is_the_target() -> None:
             **_CONTRAST,
         )
 
-    straight, negated = fit(log_odds), fit(lambda z: -log_odds(z))
+    straight, negated = fit(log_odds), fit(lambda z, rows: -log_odds(z, rows))
     assert torch.equal(negated.gates, straight.complement.gates)
     assert torch.equal(negated.complement.gates, straight.gates)
     torch.testing.assert_close(negated.log_odds, straight.complement.log_odds)
@@ -328,7 +328,7 @@ def test_confident_rows_pass_no_subnormal_gradient_and_the_fit_is_unchanged(
     activations = torch.ones(2, 3, 4, 4)
     grads = []
 
-    def log_odds(z: torch.Tensor) -> torch.Tensor:
+    def log_odds(z: torch.Tensor, rows: slice) -> torch.Tensor:
         z.register_hook(grads.append)
         return 190.0 * z.mean((1, 2, 3)) - 95.0
 
