@@ -255,10 +255,11 @@ def without_negligible_slope(x: Tensor) -> Tensor:
     whole backward of its row. Where :math:`x` lies between about -103 and -87 (a
     confident model's noise stream, say), :math:`\sigma(x)` is a subnormal float32,
     every value of the row's backward stays subnormal, and CPUs compute on subnormal
-    floats 10 to 100 times slower: one such row in 16 made each convolution's backward
-    about 7 times its forward (issue 14). Cut, the row's backward carries exact zeros;
-    what it would have added to the gate logits' gradient is below :math:`\epsilon^2`
-    of what a unit slope adds, so the fit is unchanged at the dtype's precision.
+    floats 10 to 100 times slower: one such row in 16 made each convolution's
+    backward about 7 times its forward at ResNet-50's ``layer3``. Cut, the row's
+    backward carries exact zeros; what it would have added to the gate logits'
+    gradient is below :math:`\epsilon^2` of what a unit slope adds, so the fit is
+    unchanged at the dtype's precision.
     """
     cut = 2.0 * math.log(torch.finfo(x.dtype).eps)
     return torch.where(x < cut, x.detach(), x)
@@ -313,7 +314,8 @@ def fit_dsib(
     With ``complement``, each sample gets two fits, the target's and its
     complement's (see the module docstring), run as consecutive rows of one
     batch. All samples, fits and draws of a step go through ``log_odds`` as one
-    batch; no value is read back to the host inside the loop.
+    batch (or in chunks of ``internal_batch_size`` rows); no value is read back
+    to the host inside the loop.
 
     Args:
         activations (Tensor): ``A``, shape ``(B, C, H, W)``, without gradient.
@@ -376,14 +378,14 @@ def fit_dsib(
     total = len(row_sign)
     chunk = total if internal_batch_size is None else internal_batch_size
 
-    def row_losses(event: Tensor, noise: Tensor) -> Tensor:
+    def row_losses(event: Tensor, is_noise: Tensor) -> Tensor:
         """Each row's share of its sample's loss, the KL term left out."""
         if evidence == "log_odds":
             discriminative = -event
         else:
             discriminative = F.softplus(without_negligible_slope(-event))
         noise_loss = gamma * F.softplus(without_negligible_slope(event))
-        return torch.where(noise, noise_loss, discriminative) / n_samples
+        return torch.where(is_noise, noise_loss, discriminative) / n_samples
 
     trace = []
     for _ in tqdm(range(steps), desc="InfoCAM fit", disable=not show_progress):
