@@ -49,7 +49,7 @@ from torch import Tensor, fx, nn
 from captum_infocam._validation import input_form_hint
 from captum_infocam.outputs import output_scores
 
-__all__ = ["STRATEGIES", "LayerSite", "Request", "Suffix", "open_suffix"]
+__all__ = ["STRATEGIES", "LayerSite", "Request", "Suffix", "open_suffix", "select_rows"]
 
 STRATEGIES = ("traced", "hooked", "rerun")
 
@@ -153,11 +153,20 @@ class LayerSite:
         return split
 
 
+def _batched(value: Any, num_examples: int) -> bool:
+    return isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == num_examples
+
+
 def expand_rows(value: Any, rows_per_example: int, num_examples: int) -> Any:
     """Repeats each example's row ``rows_per_example`` times if ``value`` is batched."""
-    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == num_examples:
+    if _batched(value, num_examples):
         return value.repeat_interleave(rows_per_example, dim=0)
     return value
+
+
+def select_rows(values: Sequence[Any], rows: slice, total: int) -> list[Any]:
+    """The rows ``rows`` of each value expanded to ``total`` rows; other values as they are."""
+    return [v[rows] if _batched(v, total) else v for v in values]
 
 
 @dataclass(frozen=True)
@@ -186,8 +195,9 @@ class Suffix:
         self.value = value
         self.output = output
 
-    def __call__(self, value: Tensor) -> Tensor:
-        """Returns the output for ``value``, ``M`` rows per example, in order."""
+    def __call__(self, value: Tensor, rows: slice) -> Tensor:
+        """Returns the output for ``value``: the rows ``rows`` of the ``B * M``
+        substituted rows (``M`` per example, in order)."""
         raise NotImplementedError
 
 
@@ -295,10 +305,12 @@ class _TracedSuffix(Suffix):
             output = output_scores(split.suffix(value.clone(), *_clones(boundary)))
         super().__init__(value, output)
         self._suffix = split.suffix
+        self._total = request.rows_per_example * len(value)
         self._boundary = [expand_rows(b, request.rows_per_example, len(value)) for b in boundary]
 
-    def __call__(self, value: Tensor) -> Tensor:
-        return output_scores(self._suffix(value, *_clones(self._boundary)))
+    def __call__(self, value: Tensor, rows: slice) -> Tensor:
+        boundary = select_rows(self._boundary, rows, self._total)
+        return output_scores(self._suffix(value, *_clones(boundary)))
 
 
 def _clones(values: list[Any]) -> list[Any]:
@@ -317,9 +329,18 @@ class _HookedSuffix(Suffix):
         self._devices = devices
         self._rows = [r * request.rows_per_example for r in rows]
 
-    def __call__(self, value: Tensor) -> Tensor:
-        # One device takes the value whole: split views break in-place ops after the layer.
-        parts = value.split(self._rows) if len(self._devices) > 1 else (value,)
+    def __call__(self, value: Tensor, rows: slice) -> Tensor:
+        # The rows of the other examples take no part after the layer (else this
+        # strategy would not have reproduced the output), so a chunk of rows runs
+        # as it is. One device takes the value whole: split views break in-place
+        # ops after the layer. Several split it as the examples, or, for a chunk
+        # of rows (internal_batch_size), evenly.
+        if len(self._devices) == 1:
+            parts = (value,)
+        elif len(value) == sum(self._rows):
+            parts = value.split(self._rows)
+        else:
+            parts = value.tensor_split(len(self._devices))
         chunks = dict(zip(self._devices, parts, strict=True))
         request = self._request
         return _substituted_forward(
@@ -353,15 +374,17 @@ class _RerunSuffix(Suffix):
         self._additional_forward_args = _expand_additional_forward_args(
             request.additional_forward_args, rows, ExpansionTypes.repeat_interleave
         )
+        self._total = rows * len(value)
 
-    def __call__(self, value: Tensor) -> Tensor:
+    def __call__(self, value: Tensor, rows: slice) -> Tensor:
+        args = self._additional_forward_args
         return _substituted_forward(
             self._forward_func,
             self._layer,
             self._to_input,
             lambda device: value.to(device),
-            self._inputs,
-            self._additional_forward_args,
+            tuple(select_rows(self._inputs, rows, self._total)),
+            None if args is None else tuple(select_rows(args, rows, self._total)),
             prefix_grad=False,
         )
 
@@ -461,7 +484,10 @@ def _reproduces(suffix: Suffix, expected_value: Tensor, expected: Tensor, rows: 
     """Whether ``suffix`` fed the unchanged value repeated ``rows`` times reproduces the output."""
     try:
         with torch.no_grad():
-            got = suffix(expand_rows(expected_value, rows, len(expected_value)))
+            got = suffix(
+                expand_rows(expected_value, rows, len(expected_value)),
+                slice(0, rows * len(expected_value)),
+            )
     except Exception:  # noqa: BLE001 - a strategy that fails to run is not accepted
         return False
     return _close(got, expand_rows(expected, rows, len(expected)))

@@ -17,7 +17,14 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from captum_infocam._context import preserved_buffers, seeded
-from captum_infocam._suffix import STRATEGIES, LayerSite, Request, expand_rows, open_suffix
+from captum_infocam._suffix import (
+    STRATEGIES,
+    LayerSite,
+    Request,
+    expand_rows,
+    open_suffix,
+    select_rows,
+)
 from captum_infocam._targets import check_target, target_index
 from captum_infocam._validation import (
     check_bool,
@@ -181,6 +188,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         seed: Optional[int] = 0,
         contrast: str = "complement",
         evidence: Optional[str] = None,
+        internal_batch_size: Optional[int] = None,
+        show_progress: bool = False,
     ) -> Tensor:
         r"""
         Args:
@@ -251,6 +260,17 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 Default: ``"log_odds"`` with the complement, ``"log_likelihood"``
                 with ``contrast="none"``, so that ``contrast="none"`` alone gives
                 the first release's fit
+            internal_batch_size (int, optional): the most rows that go through
+                the network after the layer at once. Each step of the fit passes
+                ``N * F * 2K`` rows (``F`` = 2 bottlenecks with the complement,
+                1 without; 8 rows per example by default); chunks of at most
+                this many rows bound the memory, at some cost in speed, and give
+                the same maps up to floating-point rounding. ``None`` passes all
+                rows at once.
+                Default: None
+            show_progress (bool, optional): show a progress bar over the
+                fit's steps.
+                Default: False
 
         Returns:
             *Tensor* of **attributions** with shape ``(N, 1, H, W)``, or
@@ -277,6 +297,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             ("attribute_to_layer_input", attribute_to_layer_input),
             ("relu_attributions", relu_attributions),
             ("attr_dim_summation", attr_dim_summation),
+            ("show_progress", show_progress),
         ):
             check_bool(name, flag)
         check_choice("contrast", contrast, CONTRASTS)
@@ -286,6 +307,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         if evidence is None:
             evidence = "log_odds" if complement else "log_likelihood"
         _check_fit_settings(n_samples, steps, lr, beta, gamma, alpha_init, readout, seed)
+        if internal_batch_size is not None:
+            check_int("internal_batch_size", internal_batch_size, 1)
         check_choice("evidence", evidence, EVIDENCE)
         prior = self._resolve_prior(prior)
         target_log_odds = resolve_likelihood(likelihood)
@@ -322,9 +345,10 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             value_rows = expand_rows(suffix.value, rows, num_examples)
             index_rows = index.repeat_interleave(rows, dim=0)
 
-            def log_odds(streams: Tensor) -> Tensor:
-                value = self.reshape_transform.from_maps(streams.to(maps.dtype), value_rows)
-                return target_log_odds(suffix(value).to(fit_dtype), index_rows)
+            def log_odds(streams: Tensor, chunk: slice) -> Tensor:
+                value, targets = select_rows((value_rows, index_rows), chunk, len(index_rows))
+                value = self.reshape_transform.from_maps(streams.to(maps.dtype), value)
+                return target_log_odds(suffix(value, chunk).to(fit_dtype), targets)
 
             with torch.enable_grad():
                 fit = fit_dsib(
@@ -341,6 +365,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                     evidence=evidence,
                     complement=complement,
                     generator=generator,
+                    internal_batch_size=internal_batch_size,
+                    show_progress=show_progress,
                 )
         if not bool(torch.isfinite(fit.loss_trace).all()):
             raise ValueError(

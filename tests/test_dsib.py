@@ -18,6 +18,7 @@ from captum_infocam.dsib import (
     kl_divergence,
     mean_kl,
     rows_per_example,
+    without_negligible_slope,
 )
 
 
@@ -91,7 +92,7 @@ def test_discriminative_stream_is_distributed_as_the_posterior() -> None:
 def _linear_log_odds(weight: torch.Tensor):
     """Log-odds of y=0 under a GAP + linear two-class head over (N, C, H, W) maps."""
 
-    def log_odds(z: torch.Tensor) -> torch.Tensor:
+    def log_odds(z: torch.Tensor, rows: slice) -> torch.Tensor:
         logits = z.mean((2, 3)) @ weight.T
         return logits[:, 0] - logits[:, 1]
 
@@ -119,7 +120,7 @@ def test_log_odds_rows_follow_the_documented_layout(complement: bool) -> None:
     activations = torch.arange(1.0, 4.0).view(3, 1, 1, 1).expand(3, 2, 2, 2)
     seen = []
 
-    def log_odds(z: torch.Tensor) -> torch.Tensor:
+    def log_odds(z: torch.Tensor, rows: slice) -> torch.Tensor:
         seen.append(z.detach())
         return -z.mean((1, 2, 3)).abs() - 1.0
 
@@ -224,7 +225,7 @@ def test_complement_of_the_complement_is_the_target() -> None:
             **_CONTRAST,
         )
 
-    straight, negated = fit(log_odds), fit(lambda z: -log_odds(z))
+    straight, negated = fit(log_odds), fit(lambda z, rows: -log_odds(z, rows))
     assert torch.equal(negated.gates, straight.complement.gates)
     assert torch.equal(negated.complement.gates, straight.gates)
     torch.testing.assert_close(negated.log_odds, straight.complement.log_odds)
@@ -297,3 +298,56 @@ def test_collapse_detector_flags_closed_unmoved_and_equal_gates() -> None:
     assert torch.equal(is_collapsed(gates), expected)
     # One channel has nothing to rank: only closing or not moving is a collapse.
     assert torch.equal(is_collapsed(torch.tensor([[0.5], [0.05]])), torch.tensor([False, True]))
+
+
+@pytest.mark.parametrize("dtype, cut", [(torch.float32, -31.8), (torch.float64, -72.1)])
+def test_softplus_slope_is_cut_only_where_negligible(dtype: torch.dtype, cut: float) -> None:
+    x = torch.tensor([-200.0, -95.0, cut - 0.1, cut + 0.1, -1.0, 0.0, 30.0], dtype=dtype)
+    x.requires_grad_(True)
+    kept = without_negligible_slope(x)
+    (slope,) = torch.autograd.grad(torch.nn.functional.softplus(kept).sum(), x)
+    assert torch.equal(kept.detach(), x.detach())
+    expected = torch.where(x < cut, 0.0, torch.sigmoid(x)).detach()
+    torch.testing.assert_close(slope, expected, rtol=1e-6, atol=0)
+    assert slope[2] == 0 and slope[3] > 0
+
+
+def _subnormal(t: torch.Tensor) -> torch.Tensor:
+    return (t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)
+
+
+@pytest.mark.parametrize("evidence", ["log_odds", "log_likelihood"])
+def test_confident_rows_pass_no_subnormal_gradient_and_the_fit_is_unchanged(
+    evidence: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Gates near 1: the discriminative rows hold A (mean 1, log-odds +95 for the
+    # target fit, -95 for the complement's), the noise rows the zero prior mean
+    # (log-odds -95 or +95). Each row whose term is softplus(±95) gets the slope
+    # σ(-95) ≈ 5e-42, a subnormal float32, which the backward would carry to the
+    # streams; the cut passes exact zeros there instead.
+    activations = torch.ones(2, 3, 4, 4)
+    grads = []
+
+    def log_odds(z: torch.Tensor, rows: slice) -> torch.Tensor:
+        z.register_hook(grads.append)
+        return 190.0 * z.mean((1, 2, 3)) - 95.0
+
+    def fit():
+        grads.clear()
+        return fit_dsib(
+            activations,
+            log_odds,
+            torch.zeros(1, 3, 1, 1),
+            torch.full((1, 3, 1, 1), 1e-3),
+            generator=torch.Generator().manual_seed(0),
+            **(_CONTRAST | dict(evidence=evidence, steps=3)),
+        )
+
+    cut = fit()
+    assert not any(_subnormal(g).any() for g in grads)
+    monkeypatch.setattr("captum_infocam.dsib.without_negligible_slope", lambda x: x)
+    uncut = fit()
+    assert any(_subnormal(g).any() for g in grads)  # the case the cut is for
+    for a, b in ((cut, uncut), (cut.complement, uncut.complement)):
+        assert torch.equal(a.gates, b.gates)
+        assert torch.equal(a.loss_trace, b.loss_trace)

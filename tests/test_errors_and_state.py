@@ -61,6 +61,9 @@ class ForwardCounter:
         (dict(target=0, evidence="logit"), ValueError, "evidence must be one of"),
         (dict(target=0, contrast=None), ValueError, "contrast must be one of"),
         (dict(target=0, relu_attributions=1), TypeError, "relu_attributions must be a bool"),
+        (dict(target=0, internal_batch_size=0), ValueError, "internal_batch_size must be >= 1"),
+        (dict(target=0, internal_batch_size=8.0), TypeError, "internal_batch_size must be an int"),
+        (dict(target=0, show_progress=None), TypeError, "show_progress must be a bool"),
     ],
 )
 def test_bad_arguments_raise_before_the_model_runs(

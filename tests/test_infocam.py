@@ -312,6 +312,61 @@ def test_batch_coupled_suffix_is_traced_or_falls_back_to_rerun(
         auto.suffix_strategy_used = "hooked"
 
 
+class ScaledByArgument(SmallCNN):
+    # The suffix reads a per-example argument: traced, it is a boundary value; rerun,
+    # it is repeated with the inputs; a chunk of rows must take its own rows of it.
+    def forward(self, x: Tensor, scale: Tensor | None = None) -> Tensor:
+        scores = self.head(self.features(x))
+        return scores if scale is None else scores * scale[:, None]
+
+
+@pytest.mark.parametrize("internal_batch_size", [1, 5, 16, 47, 48, 1000])
+@pytest.mark.parametrize(
+    ("strategy", "with_argument"), [("traced", True), ("rerun", True), ("hooked", False)]
+)
+def test_chunked_rows_give_the_unchunked_fit(
+    internal_batch_size: int, strategy: str, with_argument: bool
+) -> None:
+    # 3 examples x 16 rows (2 fits x 2 streams x K=4): chunks of 5 and 47 cut
+    # through examples and streams, 16 is one example, 48 and 1000 are all rows.
+    torch.manual_seed(0)
+    model = ScaledByArgument().eval()
+    x = torch.rand(3, 3, 8, 8) + 0.5
+    scale = torch.tensor([1.0, 2.0, 0.5]) if with_argument else None
+    cam = InfoCAM(model, model.features, suffix_strategy=strategy)
+    settings = dict(target=[0, 1, 2], additional_forward_args=scale, relu_attributions=False)
+    whole = cam.attribute(x, **settings, **FAST)
+    whole_fit = cam.last_fit
+    rows_seen = []
+    handle = model.head[0].register_forward_pre_hook(
+        lambda module, args: rows_seen.append(len(args[0])) if torch.is_grad_enabled() else None
+    )
+    try:
+        chunked = cam.attribute(x, **settings, internal_batch_size=internal_batch_size, **FAST)
+    finally:
+        handle.remove()
+    assert max(rows_seen) <= internal_batch_size and sum(rows_seen) == 48 * FAST["steps"]
+    scale_of = float(whole.abs().max())
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6 * scale_of)
+    for got, expected in (
+        (cam.last_fit, whole_fit),
+        (cam.last_fit.complement, whole_fit.complement),
+    ):
+        torch.testing.assert_close(got.gates, expected.gates, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got.loss_trace, expected.loss_trace, rtol=1e-5, atol=1e-6)
+
+
+def test_show_progress_shows_the_fit_steps(
+    small_cnn: SmallCNN, images: Tensor, capsys: pytest.CaptureFixture
+) -> None:
+    cam = InfoCAM(small_cnn, small_cnn.features)
+    cam.attribute(images, target=[0, 1, 2], **FAST)
+    assert capsys.readouterr().err == ""
+    cam.attribute(images, target=[0, 1, 2], show_progress=True, **FAST)
+    shown = capsys.readouterr().err
+    assert "InfoCAM fit" in shown and f"{FAST['steps']}/{FAST['steps']}" in shown
+
+
 def test_fit_statistics_match_the_data_set_and_become_the_default(small_cnn: SmallCNN) -> None:
     data = [torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(i)) for i in range(3)]
     cam = InfoCAM(small_cnn, small_cnn.features)

@@ -13,8 +13,11 @@ pass per channel) is slow on a CPU, so it runs only where the batch is at most
 ``--memory`` adds each method's peak memory above a plain forward pass: CUDA's
 ``max_memory_allocated``, or on a CPU the peak resident set of a fresh process
 running the method once (Linux's ``VmHWM``).
+``--internal-batch-size N`` adds InfoCAM with ``internal_batch_size=N`` (at most N
+rows of the fit through the network after the layer at once), to show what the
+chunks save in memory and cost in time.
 
-    python timing/speed.py [--device cuda] [--batches 1,8] [--memory]
+    python timing/speed.py [--device cuda] [--batches 1,8] [--memory] [--internal-batch-size 16]
 """
 
 from __future__ import annotations
@@ -55,9 +58,10 @@ def _pytorch_grad_cam(
 
 
 def methods(
-    model: nn.Module, layer: nn.Module, layout: object
+    model: nn.Module, layer: nn.Module, layout: object, internal_batch_size: Optional[int] = None
 ) -> tuple[dict[str, Callable], InfoCAM]:
-    """The timed methods by name, and the InfoCAM instance among them."""
+    """The timed methods by name, and the InfoCAM instance among them; with
+    ``internal_batch_size``, InfoCAM a second time, in chunks of that many rows."""
     infocam = InfoCAM(model, layer, reshape_transform=layout)
     gradcam = LayerGradCam(model, layer)
     grad_layer = (
@@ -65,11 +69,17 @@ def methods(
         if layout is None
         else (lambda x, t: layout.to_maps(gradcam.attribute(x, t, attr_dim_summation=False)))
     )
+    chunked = {
+        f"InfoCAM internal_batch_size={internal_batch_size}": (
+            lambda x, t: infocam.attribute(x, target=t, internal_batch_size=internal_batch_size)
+        )
+    }
     return {
         "LayerGradCam (captum)": grad_layer,
         "InfoCAM": lambda x, t: infocam.attribute(x, target=t),
         # The first release's fit, the baseline of the default's cost (issue 11: at most 2x).
         "InfoCAM contrast=none": lambda x, t: infocam.attribute(x, target=t, contrast="none"),
+        **(chunked if internal_batch_size is not None else {}),
         "GradCAM++ (grad-cam)": _pytorch_grad_cam("GradCAMPlusPlus", model, layer, layout),
         "LayerCAM (grad-cam)": _pytorch_grad_cam("LayerCAM", model, layer, layout),
         "ScoreCAM (grad-cam)": _pytorch_grad_cam("ScoreCAM", model, layer, layout),
@@ -85,12 +95,14 @@ def _setup(name: str, batch: int, device: torch.device):
     return model, get_layer(model), layout, x, target
 
 
-def _peak_rss_child(name: str, batch: int, method: str, queue) -> None:
+def _peak_rss_child(
+    name: str, batch: int, method: str, internal_batch_size: Optional[int], queue
+) -> None:
     model, layer, layout, x, target = _setup(name, batch, torch.device("cpu"))
     with torch.no_grad():
         model(x)
     before = _resident_peak_mb()
-    methods(model, layer, layout)[0][method](x, target)
+    methods(model, layer, layout, internal_batch_size)[0][method](x, target)
     queue.put(_resident_peak_mb() - before)
 
 
@@ -103,7 +115,14 @@ def _resident_peak_mb() -> float:
     raise RuntimeError("--memory on a CPU needs Linux's /proc/self/status")
 
 
-def peak_memory_mb(name: str, batch: int, method: str, device: torch.device, run) -> float:
+def peak_memory_mb(
+    name: str,
+    batch: int,
+    method: str,
+    device: torch.device,
+    run,
+    internal_batch_size: Optional[int] = None,
+) -> float:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
@@ -112,7 +131,9 @@ def peak_memory_mb(name: str, batch: int, method: str, device: torch.device, run
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_peak_rss_child, args=(name, batch, method, queue))
+    process = context.Process(
+        target=_peak_rss_child, args=(name, batch, method, internal_batch_size, queue)
+    )
     process.start()
     value = queue.get()
     process.join()
@@ -130,6 +151,12 @@ def main() -> None:
     )
     parser.add_argument("--skip", default="", help="comma-separated method names to skip")
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument(
+        "--internal-batch-size",
+        type=int,
+        default=None,
+        help="also run InfoCAM with this internal_batch_size (rows per pass of the fit)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     scorecam_max = args.scorecam_max_batch or (8 if device.type == "cuda" else 1)
@@ -143,7 +170,7 @@ def main() -> None:
     for name in args.setups.split(","):
         for batch in map(int, args.batches.split(",")):
             model, layer, layout, x, target = _setup(name, batch, device)
-            runs, infocam = methods(model, layer, layout)
+            runs, infocam = methods(model, layer, layout, args.internal_batch_size)
             baseline = None
             for method, run in runs.items():
                 if method in args.skip.split(","):
@@ -158,7 +185,9 @@ def main() -> None:
                     strategy = infocam.suffix_strategy_used
                     row = row.replace("| InfoCAM |", f"| InfoCAM ({strategy}) |")
                 if args.memory:
-                    megabytes = peak_memory_mb(name, batch, method, device, call)
+                    megabytes = peak_memory_mb(
+                        name, batch, method, device, call, args.internal_batch_size
+                    )
                     row += f" {megabytes:.0f} |"
                 print(row, flush=True)
 
