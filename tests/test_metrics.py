@@ -24,8 +24,10 @@ from captum_infocam.metrics import (
     improved_average_increase,
     insertion_auc,
     pointing_game,
+    rise_blur,
     saliency_maps,
 )
+from captum_infocam.metrics.perturbation import rise_kernel
 
 ALL_FORWARD_METRICS = [
     average_drop,
@@ -174,13 +176,6 @@ def test_saliency_maps_by_hand() -> None:
     expected = torch.tensor([[[0.0, 0.25], [0.5, 1.0]]])
     torch.testing.assert_close(saliency_maps(attributions, (2, 2), 1), expected)
     torch.testing.assert_close(saliency_maps(attributions.sum(1), (2, 2), 1), expected)
-    # Upsampled with bilinear interpolation (align_corners=False), then normalised.
-    up = nn.functional.interpolate(
-        attributions.sum(1, keepdim=True), size=(4, 4), mode="bilinear", align_corners=False
-    )[:, 0]
-    torch.testing.assert_close(
-        saliency_maps(attributions, (4, 4), 1), (up - up.min()) / (up.max() - up.min())
-    )
     # A constant map and one of NaN become zeros; NaN elsewhere counts as 0.
     special = torch.stack([torch.full((2, 2), 7.0), torch.full((2, 2), float("nan"))])
     assert torch.equal(saliency_maps(special, (2, 2), 2), torch.zeros(2, 2, 2))
@@ -192,6 +187,33 @@ def test_saliency_maps_by_hand() -> None:
         saliency_maps(attributions, (2, 2), 2)
     with pytest.raises(TypeError, match="attributions must be a tensor"):
         saliency_maps(attributions.numpy(), (2, 2), 1)
+
+
+# --- agreement with independent implementations ------------------------------------------
+
+
+def test_upsampling_is_bilinear_with_pixel_centres() -> None:
+    # Upsampling [[0, 4]] to 4 columns with pixel centres (align_corners=False): output
+    # centres 0.5, 1.5, 2.5, 3.5 fall at input coordinates -0.25 (clamped to 0), 0.25, 0.75
+    # and 1.25 (clamped to 1): the values 0, 1, 3, 4. Nearest would give 0, 0, 4, 4.
+    row = torch.tensor([[[0.0, 4.0]]])
+    expected = torch.tensor([[[0.0, 0.25, 0.75, 1.0]]])
+    torch.testing.assert_close(saliency_maps(row, (1, 4), 1), expected)
+    torch.testing.assert_close(
+        saliency_maps(row.transpose(1, 2), (4, 1), 1), expected.transpose(1, 2)
+    )
+
+
+def test_a_nan_cell_does_not_spread_when_upsampled() -> None:
+    gen = torch.Generator().manual_seed(0)
+    low = torch.rand(2, 1, 4, 4, generator=gen) + 1
+    broken = low.clone()
+    broken[0, 0, 1, 2] = float("nan")
+    broken[1, 0, 3, 0] = float("inf")
+    zeroed = torch.where(torch.isfinite(broken), broken, 0.0)
+    torch.testing.assert_close(
+        saliency_maps(broken, (16, 16), 2), saliency_maps(zeroed, (16, 16), 2)
+    )
 
 
 # --- agreement with independent implementations ------------------------------------------
@@ -215,22 +237,47 @@ def _batch(n: int = 4, size: int = 12, seed: int = 1) -> tuple[Tensor, Tensor, l
     return x, maps, [i % 4 for i in range(n)]
 
 
-def test_drop_and_increase_agree_with_pytorch_grad_cam() -> None:
+def _raw_maps(n: int, size: int, seed: int = 5) -> Tensor:
+    """Signed maps far from [0, 1], with their extremes in opposite corners (so that
+    bilinear upsampling keeps them and normalising before or after it agrees)."""
+    gen = torch.Generator().manual_seed(seed)
+    raw = torch.randn(n, size, size, generator=gen) * 3 + 1
+    raw[:, 0, 0] = raw.amin((1, 2)) - 1
+    raw[:, -1, -1] = raw.amax((1, 2)) + 1
+    return raw
+
+
+def _min_max(maps: np.ndarray) -> np.ndarray:
+    low = maps.min(axis=(1, 2), keepdims=True)
+    return (maps - low) / (maps.max(axis=(1, 2), keepdims=True) - low)
+
+
+def test_drop_and_increase_agree_with_pytorch_grad_cam_on_raw_maps() -> None:
     metrics = pytest.importorskip("pytorch_grad_cam.metrics.cam_mult_image")
     targets_module = pytest.importorskip("pytorch_grad_cam.utils.model_targets")
+    image = pytest.importorskip("pytorch_grad_cam.utils.image")
     model = _classifier()
-    x, maps, target = _batch()
-    cams = saliency_maps(maps, (12, 12), 4).numpy()
+    x, _, target = _batch()
+    raw = _raw_maps(4, 3)
     targets = [targets_module.ClassifierOutputSoftmaxTarget(t) for t in target]
+    # pytorch-grad-cam's methods normalise and upsample (scale_cam_image: min-max, then
+    # cv2.resize); its metrics multiply the image by the map as given.
+    cams = image.scale_cam_image(raw.numpy(), (12, 12))
     theirs_drop = metrics.DropInConfidence()(x, cams, targets, model)
     theirs_increase = metrics.IncreaseInConfidence()(x, cams, targets, model)
     y = model(x).softmax(1)[torch.arange(4), target].detach()
-    # pytorch-grad-cam's drop is not divided by Y.
-    ours_drop = average_drop(model, x, maps, target=target) * y
+    # Their drop is not divided by Y.
+    ours_drop = average_drop(model, x, raw, target=target) * y
     np.testing.assert_allclose(ours_drop.numpy(), theirs_drop, rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(
-        average_increase(model, x, maps, target=target).numpy(), theirs_increase
+        average_increase(model, x, raw, target=target).numpy(), theirs_increase
     )
+    # Given the raw map itself, their metric multiplies by raw values: a documented difference.
+    full = nn.functional.interpolate(raw[:, None], size=(12, 12), mode="bilinear")[:, 0]
+    raw_drop = metrics.DropInConfidence()(x, full.numpy(), targets, model)
+    normalised_drop = metrics.DropInConfidence()(x, _min_max(full.numpy()), targets, model)
+    np.testing.assert_allclose(ours_drop.numpy(), normalised_drop, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(raw_drop, normalised_drop, atol=1e-3)
 
 
 class _GivenCams:
@@ -249,62 +296,164 @@ class _GivenCams:
         return contextlib.nullcontext()
 
 
-def test_drop_and_increase_agree_with_torchcam() -> None:
+def _torchcam_normalised(raw: Tensor) -> Tensor:
+    core = pytest.importorskip("torchcam.methods.core")
+    return core._CAM._normalize(raw.clone())
+
+
+def test_drop_and_increase_agree_with_torchcam_on_raw_maps() -> None:
     torchcam_metrics = pytest.importorskip("torchcam.metrics")
     model = _classifier()
-    x, maps, target = _batch()
-    cams = saliency_maps(maps, (12, 12), 4)
-    metric = torchcam_metrics.ClassificationMetric(_GivenCams(model, cams), lambda z: z.softmax(-1))
+    x, _, target = _batch()
+    raw = _raw_maps(4, 6)
+    # torchcam normalises the layer's map, then its metric upsamples it (bilinear).
+    cams = _GivenCams(model, _torchcam_normalised(raw))
+    metric = torchcam_metrics.ClassificationMetric(cams, lambda z: z.softmax(-1))
     metric.update(x, class_idx=target)
     theirs = metric.summary()
-    assert average_drop(model, x, maps, target=target).mean().item() == pytest.approx(
+    assert average_drop(model, x, raw, target=target).mean().item() == pytest.approx(
         theirs["avg_drop"], rel=1e-5, abs=1e-6
     )
-    assert average_increase(model, x, maps, target=target).mean().item() == pytest.approx(
+    assert average_increase(model, x, raw, target=target).mean().item() == pytest.approx(
         theirs["conf_increase"]
     )
+
+
+def test_normalising_after_upsampling_differs_from_torchcam_where_the_peak_is_inside() -> None:
+    torchcam_metrics = pytest.importorskip("torchcam.metrics")
+    model = _classifier()
+    x, _, target = _batch()
+    raw = _raw_maps(4, 6)
+    raw[:, 2, 3] = raw.amax((1, 2)) + 5  # a peak no output pixel centre falls on (x2 upsampling)
+
+    def torchcam_drop(cams: Tensor) -> float:
+        metric = torchcam_metrics.ClassificationMetric(
+            _GivenCams(model, _torchcam_normalised(cams)), lambda z: z.softmax(-1)
+        )
+        metric.update(x, class_idx=target)
+        return metric.summary()["avg_drop"]
+
+    ours = average_drop(model, x, raw, target=target).mean().item()
+    # We upsample, then normalise: the same as torchcam given the upsampled raw map.
+    upsampled = nn.functional.interpolate(raw[:, None], size=(12, 12), mode="bilinear")[:, 0]
+    assert ours == pytest.approx(torchcam_drop(upsampled), rel=1e-5, abs=1e-6)
+    # torchcam normalises the low-resolution map first; its upsampled peak stays below 1.
+    assert ours != pytest.approx(torchcam_drop(raw), rel=1e-3)
 
 
 @pytest.mark.parametrize("n_steps", [4, 9])
 def test_insertion_and_deletion_agree_with_torchcam(n_steps: int) -> None:
     torchcam_metrics = pytest.importorskip("torchcam.metrics")
     model = _classifier()
-    x, maps, target = _batch()
-    cams = saliency_maps(maps, (12, 12), 4)
+    x, _, target = _batch()
+    raw = _raw_maps(4, 6)
     metric = torchcam_metrics.DeletionInsertionMetric(
-        _GivenCams(model, cams), lambda z: z.softmax(-1), steps=n_steps, batch_size=7
+        _GivenCams(model, _torchcam_normalised(raw)),
+        lambda z: z.softmax(-1),
+        steps=n_steps,
+        batch_size=7,
     )
     metric.update(x, class_idx=target)
     theirs = metric.summary()
     kwargs = dict(target=target, n_steps=n_steps, substrate="zero")
-    assert deletion_auc(model, x, maps, **kwargs).mean().item() == pytest.approx(
+    assert deletion_auc(model, x, raw, **kwargs).mean().item() == pytest.approx(
         theirs["deletion_auc"], rel=1e-5
     )
-    assert insertion_auc(model, x, maps, **kwargs).mean().item() == pytest.approx(
+    assert insertion_auc(model, x, raw, **kwargs).mean().item() == pytest.approx(
         theirs["insertion_auc"], rel=1e-5
     )
 
 
-def test_localisation_agrees_with_quantus() -> None:
+def test_the_blur_substrate_is_rises_kernel_with_zero_padding() -> None:
+    ndimage = pytest.importorskip("scipy.ndimage")
+    impulse = np.zeros((11, 11))
+    impulse[5, 5] = 1
+    kernel = ndimage.gaussian_filter(impulse, 5)  # RISE's gkern(11, 5)
+    np.testing.assert_allclose(rise_kernel().numpy(), kernel, rtol=0, atol=1e-15)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 9, 14, generator=gen, dtype=torch.float64)
+    # RISE's conv2d(x, kern, padding=5): a correlation per channel, zeros outside the image.
+    expected = np.stack(
+        [[ndimage.correlate(c, kernel, mode="constant", cval=0.0) for c in image] for image in x]
+    )
+    np.testing.assert_allclose(rise_blur(x).numpy(), expected, rtol=0, atol=1e-12)
+    # Insertion starts from that substrate by default.
+    model = _classifier().double()
+    maps = torch.rand(2, 1, 9, 14, generator=gen, dtype=torch.float64)
+    kwargs = dict(target=1, n_steps=3, return_curve=True)
+    _, default = insertion_auc(model, x, maps, **kwargs)
+    _, given = insertion_auc(model, x, maps, substrate=torch.from_numpy(expected), **kwargs)
+    torch.testing.assert_close(default, given)
+    first = model(torch.from_numpy(expected)).softmax(1)[:, 1].detach()
+    torch.testing.assert_close(default[:, 0], first)
+
+
+def test_localisation_agrees_with_quantus_on_raw_maps() -> None:
     quantus = pytest.importorskip("quantus")
     gen = torch.Generator().manual_seed(0)
-    maps = torch.rand(6, 1, 10, 10, generator=gen).clamp_min(0.3) - 0.3  # min 0: min-max = by max
+    signed = torch.randn(6, 1, 10, 10, generator=gen) * 2 + 0.5
+    floor = torch.rand(6, 1, 10, 10, generator=gen) + 0.3  # non-negative, minimum above 0
     mask = torch.zeros(6, 1, 10, 10)
     for i in range(6):
         mask[i, 0, i : i + 4, 2 : 2 + i + 2] = 1
     x = torch.rand(6, 3, 10, 10, generator=gen).numpy()
     y = np.zeros(6, dtype=int)
-    theirs_pointing = quantus.PointingGame(disable_warnings=True)(
-        model=None, x_batch=x, y_batch=y, a_batch=maps.numpy(), s_batch=mask.numpy()
-    )
-    theirs_energy = quantus.AttributionLocalisation(disable_warnings=True)(
-        model=None, x_batch=x, y_batch=y, a_batch=maps.numpy(), s_batch=mask.numpy()
-    )
+
+    def theirs(metric, maps: Tensor) -> np.ndarray:
+        scores = metric(
+            model=None, x_batch=x, y_batch=y, a_batch=maps.numpy(), s_batch=mask.numpy()
+        )
+        return np.asarray(scores, dtype=np.float32)
+
+    pointing = quantus.PointingGame(disable_warnings=True)
     np.testing.assert_array_equal(
-        pointing_game(maps, mask, tolerance=0).numpy(),
-        np.asarray(theirs_pointing, dtype=np.float32),
+        pointing_game(signed, mask[:, 0], tolerance=0).numpy(), theirs(pointing, signed)
     )
-    np.testing.assert_allclose(energy_pointing_game(maps, mask).numpy(), theirs_energy, rtol=1e-5)
+    # Quantus' energy share is on |a|, Score-CAM's (ours) on the positive part: equal on
+    # non-negative maps, and Quantus clipped to the positive part equals ours on any map.
+    energy = quantus.AttributionLocalisation(disable_warnings=True)
+    np.testing.assert_allclose(
+        energy_pointing_game(floor, mask[:, 0]).numpy(), theirs(energy, floor), rtol=1e-5
+    )
+    positive = quantus.AttributionLocalisation(
+        disable_warnings=True, abs=False, positive_attributions=True
+    )
+    np.testing.assert_allclose(
+        energy_pointing_game(signed, mask[:, 0]).numpy(), theirs(positive, signed), rtol=1e-5
+    )
+    assert not np.allclose(energy_pointing_game(signed, mask[:, 0]).numpy(), theirs(energy, signed))
+    # Documented difference on degenerate maps: Quantus refuses a constant map; here it points
+    # nowhere (a collapsed explanation cannot win) and spreads its energy evenly.
+    for constant in (torch.ones(6, 1, 10, 10), torch.zeros(6, 1, 10, 10)):
+        with pytest.raises(AssertionError, match="all equal to"):
+            theirs(pointing, constant)
+        assert pointing_game(constant, mask[:, 0], tolerance=0).eq(0).all()
+        torch.testing.assert_close(energy_pointing_game(constant, mask[:, 0]), mask.mean((1, 2, 3)))
+
+
+def test_energy_is_on_the_raw_map_with_min_max_as_an_option() -> None:
+    quantus = pytest.importorskip("quantus")
+    # The issue's map: 1.0 on the object, 0.5 elsewhere; the object is 9 of 100 pixels.
+    mask = torch.zeros(1, 10, 10, dtype=torch.bool)
+    mask[0, 2:5, 2:5] = True
+    floor = torch.where(mask, 1.0, 0.5)[:, None]
+    torch.testing.assert_close(energy_pointing_game(floor, mask), torch.tensor([9 / (9 + 45.5)]))
+    assert energy_pointing_game(floor, mask, normalization="minmax").item() == 1.0
+    theirs = quantus.AttributionLocalisation(disable_warnings=True)(
+        model=None,
+        x_batch=np.zeros((1, 3, 10, 10), dtype=np.float32),
+        y_batch=np.zeros(1, dtype=int),
+        a_batch=floor.numpy(),
+        s_batch=mask[:, None].float().numpy(),
+    )
+    assert theirs[0] == pytest.approx(9 / 54.5, rel=1e-5)
+    # A layer-sized map is upsampled (bilinear) before its energy is taken.
+    low = torch.tensor([[[[0.0, 4.0]]]])
+    right = torch.zeros(1, 1, 4, dtype=torch.bool)
+    right[0, 0, 2:] = True
+    torch.testing.assert_close(energy_pointing_game(low, right), torch.tensor([7 / 8]))
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        energy_pointing_game(floor, mask, normalization="max")
 
 
 # --- properties -------------------------------------------------------------------------

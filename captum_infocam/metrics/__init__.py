@@ -4,7 +4,8 @@ Every metric returns a tensor ``(N,)`` on the inputs' device and carries a
 ``higher_is_better`` attribute. Attributions of layer size are upsampled to the
 input size (bilinear) and min-max normalised per example; ``(N, C, H, W)``
 attributions are summed over channels: :func:`saliency_maps` returns the maps as
-the metrics see them. See ``docs/metrics.md``.
+the metrics see them (the energy pointing game reads the raw map by default).
+See ``docs/metrics.md``.
 """
 
 from captum_infocam.metrics._common import saliency_maps
@@ -19,7 +20,7 @@ from captum_infocam.metrics.confidence import (
     improved_average_increase,
 )
 from captum_infocam.metrics.localization import boxes_to_mask, energy_pointing_game, pointing_game
-from captum_infocam.metrics.perturbation import deletion_auc, insertion_auc
+from captum_infocam.metrics.perturbation import deletion_auc, insertion_auc, rise_blur
 
 __all__ = [
     "ConfidenceScores",
@@ -35,5 +36,6 @@ __all__ = [
     "improved_average_increase",
     "insertion_auc",
     "pointing_game",
+    "rise_blur",
     "saliency_maps",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "higher_is_better",
     "image_input",
     "saliency_maps",
+    "upsampled_maps",
 ]
 
 ScoreFunction = Callable[[Tensor], Tensor]
@@ -60,11 +61,12 @@ def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int
     r"""The maps as every metric of :mod:`captum_infocam.metrics` sees them.
 
     Attributions ``(N, C, h, w)`` are summed over channels (``(N, h, w)`` are
-    taken as one channel), upsampled bilinearly to ``size`` if they have another
-    size (``align_corners=False``), stripped of NaN and infinite values (set to
-    0), and min-max normalised per example to :math:`[0, 1]`. A constant map
-    becomes all zeros. Any method's maps work: layer-sized CAMs and input-sized
-    saliency alike.
+    taken as one channel), stripped of NaN and infinite values (set to 0, before
+    upsampling, so that a bad cell does not spread to its neighbours), upsampled
+    bilinearly to ``size`` if they have another size (``align_corners=False``),
+    and min-max normalised per example to :math:`[0, 1]`. A constant map becomes
+    all zeros. Any method's maps work: layer-sized CAMs and input-sized saliency
+    alike.
 
     Args:
         attributions (Tensor): maps ``(N, C, h, w)`` or ``(N, h, w)``, e.g. the
@@ -93,6 +95,14 @@ def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int
         >>> cam = InfoCAM(model, model.layer4)
         >>> maps = saliency_maps(cam.attribute(x, target=y), x.shape[-2:], len(x))
     """
+    maps = upsampled_maps(attributions, size, num_examples)
+    low = maps.amin((1, 2), keepdim=True)
+    span = maps.amax((1, 2), keepdim=True) - low
+    return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
+
+
+def upsampled_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
+    """:func:`saliency_maps` before the min-max normalisation: ``(N, H, W)``, raw values."""
     if not isinstance(attributions, Tensor):
         raise TypeError(f"attributions must be a tensor, got {type(attributions).__name__}")
     if attributions.dim() == 3:
@@ -104,13 +114,10 @@ def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int
         )
     if not attributions.is_floating_point():
         attributions = attributions.float()
-    maps = attributions.sum(1, keepdim=True)
+    maps = attributions.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).sum(1, keepdim=True)
     if tuple(maps.shape[-2:]) != tuple(size):
         maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
-    maps = maps[:, 0].nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
-    low = maps.amin((1, 2), keepdim=True)
-    span = maps.amax((1, 2), keepdim=True) - low
-    return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
+    return maps[:, 0]
 
 
 def _resolve_score_fn(score_fn: Union[str, ScoreFunction]) -> ScoreFunction:
