@@ -22,6 +22,7 @@ __all__ = [
     "SCORE_FUNCTIONS",
     "ScoreFunction",
     "TargetScorer",
+    "check_probabilities",
     "higher_is_better",
     "image_input",
     "saliency_maps",
@@ -118,6 +119,23 @@ def upsampled_maps(attributions: Tensor, size: tuple[int, int], num_examples: in
     if tuple(maps.shape[-2:]) != tuple(size):
         maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
     return maps[:, 0]
+
+
+def check_probabilities(scores: Tensor, metric: str) -> None:
+    """Raises unless every score lies in ``[0, 1]`` (one host synchronisation).
+
+    The bounds of ``metric`` are proved for probabilities; other scores (logits
+    through ``score_fn="identity"``) would make them meaningless.
+    """
+    inside = (scores >= 0) & (scores <= 1)
+    if not bool(inside.all()):
+        finite = scores[torch.isfinite(scores)]
+        seen = f"[{finite.min():.4g}, {finite.max():.4g}]" if len(finite) else "no finite value"
+        nan = " and NaN" if len(finite) < scores.numel() else ""
+        raise ValueError(
+            f"score_fn must give probabilities in [0, 1] for {metric}, got scores in {seen}{nan}; "
+            "use score_fn='softmax', 'sigmoid' or a callable that returns probabilities"
+        )
 
 
 def _resolve_score_fn(score_fn: Union[str, ScoreFunction]) -> ScoreFunction:
