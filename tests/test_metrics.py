@@ -24,8 +24,11 @@ from captum_infocam.metrics import (
     improved_average_drop,
     improved_average_increase,
     insertion_auc,
+    noisy_linear_imputation,
     pointing_game,
     rise_blur,
+    road_least_relevant_first,
+    road_most_relevant_first,
     saliency_maps,
 )
 from captum_infocam.metrics.perturbation import rise_kernel
@@ -38,6 +41,8 @@ ALL_FORWARD_METRICS = [
     improved_average_increase,
     insertion_auc,
     deletion_auc,
+    road_most_relevant_first,
+    road_least_relevant_first,
 ]
 
 
@@ -643,6 +648,83 @@ def test_energy_is_on_the_raw_map_with_min_max_as_an_option() -> None:
         energy_pointing_game(floor, mask, normalization="max")
 
 
+def _road_reference(order: str, percentile: int):
+    road = pytest.importorskip("pytorch_grad_cam.metrics.road")
+    perturbation = pytest.importorskip("pytorch_grad_cam.metrics.perturbation_confidence")
+    remove = {
+        "most": perturbation.RemoveMostRelevantFirst,
+        "least": perturbation.RemoveLeastRelevantFirst,
+    }[order]
+    imputer = road.NoisyLinearImputer(noise=0.0)
+    return perturbation.PerturbationConfidenceMetric(remove(percentile, imputer))
+
+
+def test_imputation_agrees_with_roads_exact_solver() -> None:
+    road = pytest.importorskip("pytorch_grad_cam.metrics.road")
+    from captum_infocam.benchmark.items import ShapesItems
+
+    images = ShapesItems("single", 2).load(range(2)).image  # the benchmark's 64-pixel images
+    gen = torch.Generator().manual_seed(0)
+    ranking = torch.rand(2, 1, 8, 8, generator=gen)
+    order = torch.argsort(saliency_maps(ranking, (64, 64), 2).flatten(1), dim=1, descending=True)
+    exact = road.NoisyLinearImputer(noise=0.0)
+    for fraction in (0.1, 0.5, 0.9):
+        removed = torch.zeros(2, 64 * 64, dtype=torch.bool)
+        removed.scatter_(1, order[:, : round(fraction * 64 * 64)], True)
+        removed = removed.view(2, 64, 64)
+        ours = noisy_linear_imputation(images, removed, noise=0.0)
+        theirs = torch.stack([exact(images[i], (~removed[i]).float()) for i in range(2)])
+        error = (ours - theirs).abs()
+        assert error[removed[:, None].expand_as(error)].mean() < 3e-3, fraction
+        assert error.max() < 3e-2, fraction
+        assert torch.equal(
+            ours[~removed[:, None].expand_as(ours)], images[~removed[:, None].expand_as(images)]
+        )
+    # The noise: exactly noise times the given pattern, on the removed pixels only.
+    pattern = torch.randn(2, 3, 64, 64, generator=gen)
+    noisy = noisy_linear_imputation(images, removed, noise=0.01, noise_pattern=pattern)
+    quiet = noisy_linear_imputation(images, removed, noise=0.0)
+    torch.testing.assert_close(noisy - quiet, 0.01 * pattern * removed[:, None])
+
+
+@pytest.mark.parametrize("order", ["most", "least"])
+def test_road_agrees_with_pytorch_grad_cam(order: str) -> None:
+    targets_module = pytest.importorskip("pytorch_grad_cam.utils.model_targets")
+    model = _classifier()
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(3, 3, 10, 10, generator=gen)
+    raw = torch.randn(3, 10, 10, generator=gen)  # 100 distinct values: the same pixel counts
+    target = [0, 1, 2]
+    targets = [targets_module.ClassifierOutputSoftmaxTarget(t) for t in target]
+    fractions = (0.2, 0.5, 0.9)
+    # pytorch-grad-cam's percentile p removes 100 - p percent: the score minus Y, per fraction.
+    theirs = np.mean(
+        [
+            _road_reference(order, round(100 * (1 - f)))(x, raw.numpy(), targets, model)
+            for f in fractions
+        ],
+        axis=0,
+    )
+    metric = road_most_relevant_first if order == "most" else road_least_relevant_first
+    ours = metric(model, x, raw, target=target, fractions=fractions, noise=0.0)
+    y = model(x).softmax(1)[torch.arange(3), target].detach()
+    np.testing.assert_allclose((ours - y).numpy(), theirs, rtol=0, atol=1e-4)
+
+
+def test_road_orders_remove_opposite_ends_of_the_map() -> None:
+    values = torch.tensor([[[[4.0, 3.0], [2.0, 1.0]]]])
+    x = values.expand(1, 3, 2, 2).contiguous()
+    model = PixelSum(total=30.0)
+    kwargs = dict(target=0, fractions=(0.25, 0.5), noise=0.0, score_fn="identity")
+    _, most = road_most_relevant_first(model, x, values, return_curve=True, **kwargs)
+    _, least = road_least_relevant_first(model, x, values, return_curve=True, **kwargs)
+    # Removing the 4 (then the 4 and 3) imputes them from their neighbours' weighted mean:
+    # 4 -> (3/6 + 2/6 + 1/12) / (5/12) = 2.2; then 4 and 3 solve a 2 x 2 system.
+    assert most[0, 0].item() == pytest.approx(3 * (2.2 + 3 + 2 + 1) / 30, abs=1e-4)
+    assert least[0, 0].item() == pytest.approx(3 * (4 + 3 + 2 + 2.8) / 30, abs=1e-4)
+    assert (most < least).all()
+
+
 # --- properties -------------------------------------------------------------------------
 
 
@@ -738,6 +820,7 @@ def test_results_stay_within_their_documented_bounds(
     assert ((drop >= -(1 - y) - 1e-6) & (drop <= y + 1e-6)).all(), (drop, y)
     values["insertion"] = insertion_auc(model, x, maps, target=target, n_steps=3)
     values["deletion"] = deletion_auc(model, x, maps, target=target, n_steps=3)
+    values["road"] = road_most_relevant_first(model, x, maps, target=target, fractions=(0.5,))
     mask = torch.rand(n, size, size, generator=gen) > 0.5
     values["energy"] = energy_pointing_game(maps, mask)
     values["pointing"] = pointing_game(maps, mask, tolerance=1)
@@ -788,6 +871,7 @@ def test_the_improved_drop_is_1_lipschitz_where_the_classic_is_1_over_y(
         (improved_average_increase, 9),
         (improved_average_drop, 9),
         (confidence_metrics, 10),
+        (road_most_relevant_first, 9),
     ],
     ids=lambda v: getattr(v, "__name__", str(v)),
 )
@@ -804,7 +888,7 @@ def test_each_confidence_metric_runs_only_the_forward_passes_it_needs(metric, pa
 
 
 def test_metrics_name_their_direction() -> None:
-    lower = {average_drop, improved_average_drop, deletion_auc}
+    lower = {average_drop, improved_average_drop, deletion_auc, road_most_relevant_first}
     for metric in [*ALL_FORWARD_METRICS, energy_pointing_game, pointing_game]:
         assert metric.higher_is_better is (metric not in lower), metric.__name__
 
@@ -853,6 +937,16 @@ def test_metrics_name_their_direction() -> None:
             ValueError,
             "noise_scale must be finite and >= 0",
         ),
+        (
+            lambda m, x, a: road_most_relevant_first(m, x, a, target=0, fractions=(0.5, 1.0)),
+            ValueError,
+            r"fractions must be a non-empty sequence in \(0, 1\)",
+        ),
+        (
+            lambda m, x, a: road_least_relevant_first(m, x, a, target=0, iterations=1.5),
+            TypeError,
+            "iterations must be an int",
+        ),
     ],
 )
 def test_bad_arguments_raise_clear_errors(call, error: type, message: str) -> None:
@@ -890,7 +984,7 @@ def test_metrics_run_on_cuda_without_per_step_synchronisation() -> None:
     # Argument checks synchronise once; the loop over steps and chunks must not.
     assert synchronisations(4) == synchronisations(32)
 
-    def improved_synchronisations(copies: int) -> int:
+    def improved_synchronisations(copies: int, fractions: int) -> int:
         torch.cuda.set_sync_debug_mode("warn")
         try:
             with warnings.catch_warnings(record=True) as record:
@@ -898,9 +992,17 @@ def test_metrics_run_on_cuda_without_per_step_synchronisation() -> None:
                 confidence_metrics(
                     model, x, maps, target=target, noise_copies=copies, max_examples_per_batch=2
                 )
+                road_most_relevant_first(
+                    model,
+                    x,
+                    maps,
+                    target=target,
+                    fractions=(0.5,) * fractions,
+                    max_examples_per_batch=2,
+                )
         finally:
             torch.cuda.set_sync_debug_mode("default")
         return sum("synchroniz" in str(w.message) for w in record)
 
-    # The probability check synchronises once per call; noisy copies add none.
-    assert improved_synchronisations(1) == improved_synchronisations(6)
+    # The probability check synchronises once per call; copies and fractions add none.
+    assert improved_synchronisations(1, 1) == improved_synchronisations(6, 5)

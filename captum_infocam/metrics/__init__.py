@@ -21,6 +21,11 @@ from captum_infocam.metrics.confidence import (
 )
 from captum_infocam.metrics.localization import boxes_to_mask, energy_pointing_game, pointing_game
 from captum_infocam.metrics.perturbation import deletion_auc, insertion_auc, rise_blur
+from captum_infocam.metrics.road import (
+    noisy_linear_imputation,
+    road_least_relevant_first,
+    road_most_relevant_first,
+)
 
 __all__ = [
     "ConfidenceScores",
@@ -35,7 +40,10 @@ __all__ = [
     "improved_average_drop",
     "improved_average_increase",
     "insertion_auc",
+    "noisy_linear_imputation",
     "pointing_game",
     "rise_blur",
+    "road_least_relevant_first",
+    "road_most_relevant_first",
     "saliency_maps",
 ]
