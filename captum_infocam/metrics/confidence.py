@@ -22,9 +22,9 @@ less sensitivity to output-score fluctuations but gives no formula):
 
 * Improved Average Drop, the mean over budgets of the drop :math:`Y - O_b`
   shrunk towards 0 by the dead zone :math:`2\sqrt{2}\sigma`; in
-  :math:`[-(1 - Y), Y] \subseteq [-1, 1]`, 1-Lipschitz in every score (the
-  classic drop is :math:`1/Y`-Lipschitz), lower is better, negative where the
-  kept pixels raise the score.
+  :math:`[-(1 - Y), Y] \subseteq [-1, 1]`, 1-Lipschitz in the kept images'
+  scores (the classic drop is :math:`1/Y`-Lipschitz in :math:`O`), lower is
+  better, negative where the kept pixels raise the score.
 * Improved Average Increase, the mean over budgets of
   :math:`\Phi\big((O_b - Y) / (\sqrt{2}\sigma)\big) \in [0, 1]`: a count of
   increases softened by the jitter, free of the score's scale, higher is better.
@@ -451,9 +451,11 @@ def improved_average_drop(
     map keeps the same area at each budget, so a map that keeps (almost) the
     whole image has no advantage; changes smaller than the dead zone are the
     model's own jitter and count as 0; no score is divided, so a change of
-    :math:`\epsilon` in any score moves the result by at most :math:`\epsilon`
-    (the classic drop moves by up to :math:`\epsilon / Y`). ``1 + |B| + J``
-    forward passes over the batch (9 by default).
+    :math:`\epsilon` in the :math:`O_b` moves the result by at most
+    :math:`\epsilon` (the classic drop moves by up to :math:`\epsilon / Y`; in
+    :math:`Y` the bound is :math:`(1 + 2\sqrt{2})\epsilon`, see
+    ``docs/metrics.md``). ``1 + |B| + J`` forward passes over the batch (9 by
+    default).
 
     Args:
         forward_func, inputs, attributions, target, additional_forward_args,
