@@ -971,40 +971,41 @@ def test_metrics_run_on_cuda_without_per_step_synchronisation() -> None:
     assert energy_pointing_game(maps, mask).device.type == "cuda"
     assert pointing_game(maps, mask).device.type == "cuda"
 
-    def synchronisations(n_steps: int) -> int:
+    def synchronisations(call) -> int:
         torch.cuda.set_sync_debug_mode("warn")
         try:
             with warnings.catch_warnings(record=True) as record:
                 warnings.simplefilter("always")
-                deletion_auc(
-                    model, x, maps, target=target, n_steps=n_steps, max_examples_per_batch=2
-                )
+                call()
         finally:
             torch.cuda.set_sync_debug_mode("default")
         return sum("synchroniz" in str(w.message) for w in record)
+
+    def deletion(n_steps: int) -> int:
+        return synchronisations(
+            lambda: deletion_auc(
+                model, x, maps, target=target, n_steps=n_steps, max_examples_per_batch=2
+            )
+        )
 
     # Argument checks synchronise once; the loop over steps and chunks must not.
-    assert synchronisations(4) == synchronisations(32)
+    assert deletion(4) == deletion(32)
 
-    def improved_synchronisations(copies: int, fractions: int) -> int:
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            with warnings.catch_warnings(record=True) as record:
-                warnings.simplefilter("always")
-                confidence_metrics(
-                    model, x, maps, target=target, noise_copies=copies, max_examples_per_batch=2
-                )
-                road_most_relevant_first(
-                    model,
-                    x,
-                    maps,
-                    target=target,
-                    fractions=(0.5,) * fractions,
-                    max_examples_per_batch=2,
-                )
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        return sum("synchroniz" in str(w.message) for w in record)
+    def improved(copies: int, fractions: int) -> int:
+        def call() -> None:
+            confidence_metrics(
+                model, x, maps, target=target, noise_copies=copies, max_examples_per_batch=2
+            )
+            road_most_relevant_first(
+                model,
+                x,
+                maps,
+                target=target,
+                fractions=(0.5,) * fractions,
+                max_examples_per_batch=2,
+            )
+
+        return synchronisations(call)
 
     # The probability check synchronises once per call; copies and fractions add none.
-    assert improved_synchronisations(1, 1) == improved_synchronisations(6, 5)
+    assert improved(1, 1) == improved(6, 5)
