@@ -1,7 +1,7 @@
 """InfoCAM (Information-weighted Class Activation Mapping) as a Captum plugin."""
 
 from captum_infocam.dsib import DSIBFit
-from captum_infocam.infocam import CollapsedFitWarning, InfoCAM
+from captum_infocam.infocam import CollapsedFitWarning, InfoCAM, TrainModeWarning
 from captum_infocam.layouts import ChannelsFirst, ChannelsLast, TokenGrid
 from captum_infocam.prior import PriorStatistics
 from captum_infocam.wrappers import DetectionBoxScore, SegmentationRegion
@@ -16,6 +16,7 @@ __all__ = [
     "PriorStatistics",
     "SegmentationRegion",
     "TokenGrid",
+    "TrainModeWarning",
 ]
 
 __version__ = "0.1.0"

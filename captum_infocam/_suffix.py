@@ -21,12 +21,19 @@ tried in this order and remembered per layer once one proves itself:
 A strategy is accepted when, fed the unchanged layer value repeated ``M``
 times, it reproduces the model's own output repeated ``M`` times. No hook
 outlives the call that registered it.
+
+The model's outputs become score tensors through
+:func:`captum_infocam.outputs.output_scores` (a Hugging Face output object's
+``.logits``, say). The first pass on the caller's inputs checks that the layer
+gives one tensor, and explains a failure that comes from the inputs' form (one
+image without its batch dimension, integer images).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from captum._utils.common import (
@@ -39,6 +46,9 @@ from captum._utils.common import (
 from captum._utils.gradient import _extract_device_ids, _forward_layer_distributed_eval
 from torch import Tensor, fx, nn
 
+from captum_infocam._validation import input_form_hint
+from captum_infocam.outputs import output_scores
+
 __all__ = ["STRATEGIES", "LayerSite", "Request", "Suffix", "open_suffix"]
 
 STRATEGIES = ("traced", "hooked", "rerun")
@@ -46,6 +56,58 @@ STRATEGIES = ("traced", "hooked", "rerun")
 
 class Untraceable(ValueError):
     """The model cannot be split at the layer with ``torch.fx``."""
+
+
+class LayerValueError(ValueError):
+    """The explained layer's value is not one tensor."""
+
+
+def check_layer_value(value: Any, to_input: bool) -> None:
+    """Raises :class:`LayerValueError` unless ``value`` (the layer's output, or
+    first input) is a tensor."""
+    if isinstance(value, Tensor):
+        return
+    if isinstance(value, (tuple, list)):
+        found = f"a {type(value).__name__} of {len(value)} values"
+    else:
+        found = "nothing" if value is None else f"a {type(value).__name__}"
+    side = "first input" if to_input else "output"
+    raise LayerValueError(
+        f"the layer's {side} is {found}, not a tensor (nn.LSTM, for one, returns "
+        "(output, (h, c))); InfoCAM explains a layer whose value is one tensor: pick a "
+        "layer that returns one tensor, or wrap this one so that it does"
+    )
+
+
+@contextmanager
+def _first_pass(request: Request, check_layer: bool) -> Iterator[None]:
+    """Runs the model's first pass on the caller's inputs.
+
+    With ``check_layer``, a hook stops the pass at the layer if its value is not
+    one tensor. A failure that the inputs' form explains (see
+    :func:`~captum_infocam._validation.input_form_hint`) becomes a ``ValueError``
+    saying what to change.
+    """
+    layer, to_input = request.site.layer, request.to_input
+    handle = None
+    if check_layer and to_input:
+        handle = layer.register_forward_pre_hook(
+            lambda module, args: check_layer_value(args[0] if args else None, True)
+        )
+    elif check_layer:
+        handle = layer.register_forward_hook(
+            lambda module, args, out: check_layer_value(out, False)
+        )
+    try:
+        yield
+    except (RuntimeError, ValueError) as error:
+        hint = input_form_hint(request.inputs)
+        if hint is None or isinstance(error, (LayerValueError, torch.cuda.OutOfMemoryError)):
+            raise
+        raise ValueError(f"forward_func failed on the inputs ({error}); {hint}") from error
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 class LayerSite:
@@ -225,16 +287,18 @@ class _TracedSuffix(Suffix):
 
     def __init__(self, request: Request) -> None:
         split = request.site.split(request.to_input)
-        value, boundary = split.run_prefix(request.inputs, request.additional_forward_args)
+        with _first_pass(request, check_layer=False):
+            value, boundary = split.run_prefix(request.inputs, request.additional_forward_args)
+        check_layer_value(value, request.to_input)
         with torch.no_grad():
             # Clones: the suffix may start with an in-place op (ReLU(inplace=True)).
-            output = split.suffix(value.clone(), *_clones(boundary))
+            output = output_scores(split.suffix(value.clone(), *_clones(boundary)))
         super().__init__(value, output)
         self._suffix = split.suffix
         self._boundary = [expand_rows(b, request.rows_per_example, len(value)) for b in boundary]
 
     def __call__(self, value: Tensor) -> Tensor:
-        return self._suffix(value, *_clones(self._boundary))
+        return output_scores(self._suffix(value, *_clones(self._boundary)))
 
 
 def _clones(values: list[Any]) -> list[Any]:
@@ -306,7 +370,7 @@ def _capture(request: Request) -> tuple[Tensor, Tensor, list[torch.device], list
     """Runs the model once; returns the layer value, the output, and per-device rows."""
     site, to_input = request.site, request.to_input
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _first_pass(request, check_layer=True):
             saved, output = _forward_layer_distributed_eval(
                 site.forward_func,
                 request.inputs,
@@ -325,22 +389,9 @@ def _capture(request: Request) -> tuple[Tensor, Tensor, list[torch.device], list
     per_device = saved[site.layer]
     device_ids = _extract_device_ids(site.forward_func, saved, site.device_ids)
     devices = _sort_key_list(list(per_device), device_ids)
-    for device in devices:
-        values = per_device[device]
-        if not to_input and len(values) != 1:
-            raise ValueError(
-                f"the layer returns {len(values)} tensors; InfoCAM explains a layer "
-                "with a single output tensor"
-            )
-        if not isinstance(values[0], Tensor):
-            raise ValueError("the layer's value is not a tensor")
     first = [per_device[device][0] for device in devices]
     value = _reduce_list([(v,) for v in first])[0]
-    if not isinstance(output, Tensor):
-        raise ValueError(
-            f"forward_func must return a tensor, got {type(output).__name__}; wrap "
-            "the model so that it returns the scores to explain"
-        )
+    output = output_scores(output)
     return value.detach(), output.detach(), devices, [len(v) for v in first]
 
 
@@ -389,7 +440,7 @@ def _substituted_forward(
             output = _run_forward(forward_func, inputs, None, additional_forward_args)
     finally:
         handle.remove()
-    return output  # type: ignore[return-value]
+    return output_scores(output)
 
 
 def _tolerances(reference: Tensor) -> tuple[float, float]:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
-from typing import Any, Collection
+from typing import Any, Collection, Optional
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
     "check_bool",
     "check_choice",
     "check_finite_tensor",
+    "check_input_dtypes",
     "check_int",
+    "check_output_rows",
     "check_real",
     "format_inputs",
+    "input_form_hint",
 ]
 
 
@@ -79,3 +82,60 @@ def format_inputs(inputs: Any) -> tuple[tuple[Tensor, ...], int]:
     for value in inputs:
         check_finite_tensor("inputs", value)
     return inputs, sizes.pop()
+
+
+def _named(position: int, count: int) -> str:
+    return "inputs" if count == 1 else f"inputs[{position}]"
+
+
+def check_input_dtypes(inputs: tuple[Tensor, ...], model: Optional[nn.Module]) -> None:
+    """Raises ``TypeError`` for 8-bit or boolean images, and for floating-point
+    inputs of another dtype than ``model``'s parameters (outside autocast)."""
+    for position, value in enumerate(inputs):
+        if value.dtype in (torch.uint8, torch.bool):
+            raise TypeError(
+                f"{_named(position, len(inputs))} is a {value.dtype} tensor; models take "
+                "floating-point images: convert with x.float() / 255 (and normalise them "
+                "as the model expects)"
+            )
+    dtypes = set() if model is None else {p.dtype for p in model.parameters()}
+    if len(dtypes) != 1 or not next(iter(dtypes)).is_floating_point:
+        return
+    (dtype,) = dtypes
+    for position, value in enumerate(inputs):
+        autocast = torch.is_autocast_enabled(value.device.type)
+        if value.is_floating_point() and value.dtype != dtype and not autocast:
+            raise TypeError(
+                f"{_named(position, len(inputs))} is {value.dtype} but the model's parameters "
+                f"are {dtype}: convert the inputs with x.to({dtype}) (or the model with "
+                f"model.to({value.dtype}))"
+            )
+
+
+def input_form_hint(inputs: tuple[Tensor, ...]) -> Optional[str]:
+    """What to change where ``inputs`` look like one image without its batch
+    dimension, or like integer images; ``None`` if they look like neither."""
+    for position, value in enumerate(inputs):
+        name = _named(position, len(inputs))
+        if value.dim() == 3:
+            return (
+                f"{name} has shape {tuple(value.shape)}; if it is one image, add a batch "
+                "dimension: x.unsqueeze(0), shape (1, C, H, W)"
+            )
+        if not value.is_floating_point():
+            return (
+                f"{name} is a {value.dtype} tensor; if it holds images, convert them with "
+                "x.float() (and / 255 for 8-bit values)"
+            )
+    return None
+
+
+def check_output_rows(output: Tensor, num_examples: int, inputs: tuple[Tensor, ...]) -> None:
+    """Raises ``ValueError`` unless ``output`` has one row per example."""
+    if output.dim() == 0 or len(output) != num_examples:
+        hint = input_form_hint(inputs)
+        raise ValueError(
+            f"forward_func must return one row of scores per example: {num_examples} "
+            f"example(s) gave an output of shape {tuple(output.shape)}"
+            + (f"; {hint}" if hint else "")
+        )

@@ -23,16 +23,27 @@ from captum_infocam._validation import (
     check_bool,
     check_choice,
     check_finite_tensor,
+    check_input_dtypes,
     check_int,
+    check_output_rows,
     check_real,
     format_inputs,
 )
-from captum_infocam.dsib import READOUTS, DSIBFit, fit_dsib, rows_per_example
+from captum_infocam._warnings import caller_stacklevel, training_leaves
+from captum_infocam.dsib import (
+    CONTRASTS,
+    EVIDENCE,
+    READOUTS,
+    DSIBFit,
+    channel_maps,
+    fit_dsib,
+    rows_per_example,
+)
 from captum_infocam.layouts import ChannelsFirst, LayerLayout
 from captum_infocam.likelihood import Likelihood, check_output, resolve_likelihood
 from captum_infocam.prior import PRIORS, PriorStatistics, PriorType, RunningMoments, prior_moments
 
-__all__ = ["CollapsedFitWarning", "InfoCAM"]
+__all__ = ["CollapsedFitWarning", "InfoCAM", "TrainModeWarning"]
 
 #: The prior used when neither ``prior`` nor :meth:`InfoCAM.fit_statistics` gives one.
 DEFAULT_PRIOR = "zero"
@@ -45,6 +56,12 @@ class CollapsedFitWarning(UserWarning):
     """
 
 
+class TrainModeWarning(UserWarning):
+    """The explained model is in training mode: dropout and batch normalisation
+    change its output, and so the map, from call to call and with the batch.
+    Call ``model.eval()`` first."""
+
+
 class InfoCAM(LayerAttribution, GradientAttribution):
     r"""Information-weighted Class Activation Mapping.
 
@@ -54,7 +71,12 @@ class InfoCAM(LayerAttribution, GradientAttribution):
 
     .. math::
         \mathrm{InfoCAM} = \mathrm{ReLU}\Big(\sum_c w_c A_c\Big),
-        \qquad w_c = \lambda_c \text{ by default.}
+        \qquad w_c = \lambda^+_c - \lambda^-_c \text{ by default:}
+
+    the gates of a bottleneck for the evidence for the target minus those of a
+    bottleneck for the evidence against it (its complementary event), both
+    fitted in one batched pass (``contrast="none"`` keeps the first only, the
+    original single fit, :math:`w_c = \lambda_c`).
 
     The fit runs per example, batched over examples and noise draws, on the
     device of the inputs. It only evaluates the part of the network after the
@@ -69,12 +91,15 @@ class InfoCAM(LayerAttribution, GradientAttribution):
     After each call, :attr:`last_fit` holds the fitted quantities
     (:class:`~captum_infocam.dsib.DSIBFit`: gates, bits per channel, the
     information map, the loss trace, the final loss terms and stream
-    probabilities) without a second fit, and :attr:`suffix_strategy_used`
-    says how the fit ran the network after the layer.
+    probabilities, and the complement's fit in ``last_fit.complement``)
+    without a second fit, and :attr:`suffix_strategy_used` says how the fit
+    ran the network after the layer.
 
     Args:
         forward_func (Callable): the model, or any function of the inputs that
-            returns its scores.
+            returns its scores: a tensor, or an output that
+            :func:`~captum_infocam.outputs.output_scores` reads (a Hugging Face
+            output's ``.logits``, a dict's ``"logits"`` or ``"out"``).
         layer (torch.nn.Module): the layer to explain; its output (or input, see
             ``attribute_to_layer_input``) must be ``(N, C, H, W)`` unless
             ``reshape_transform`` maps it there.
@@ -101,7 +126,10 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         suffix_strategy: str = "auto",
     ) -> None:
         if not callable(forward_func):
-            raise TypeError("forward_func must be callable")
+            raise TypeError(
+                f"forward_func must be callable (the model, or a function of the inputs), "
+                f"got {type(forward_func).__name__}"
+            )
         if not isinstance(layer, nn.Module):
             raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
         model = _owning_module(forward_func)
@@ -141,7 +169,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,
         attr_dim_summation: bool = True,
-        n_samples: int = 4,
+        n_samples: Optional[int] = None,
         steps: int = 10,
         lr: float = 1.0,
         beta: float = 1.0,
@@ -151,6 +179,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         readout: str = "gates",
         likelihood: Union[str, Likelihood] = "softmax",
         seed: Optional[int] = 0,
+        contrast: str = "complement",
+        evidence: Optional[str] = None,
     ) -> Tensor:
         r"""
         Args:
@@ -174,7 +204,10 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 channels; ``False`` returns one map per channel.
                 Default: True
             n_samples (int, optional): ``K``, noise draws per stream and step.
-                Default: 4 (chosen by the benchmark, ``docs/benchmark.md``)
+                Default: 2 with the complement (2 bottlenecks x 2 streams x 2
+                draws: as many rows per step as the single fit's 2 x 4; 1, 2 and
+                4 draws gave the same benchmark metrics), 4 with
+                ``contrast="none"`` (the first release's default)
             steps (int, optional): ``T``, Adam steps of the fit.
                 Default: 10
             lr (float, optional): Adam's learning rate on the gate logits.
@@ -193,7 +226,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             readout (str, optional): how the fit becomes channel maps: ``"gates"``
                 (:math:`\lambda_c A_c`), ``"bits"`` (:math:`\mathrm{bits}_c A_c`),
                 ``"standardized"`` or ``"information"`` (see
-                :data:`captum_infocam.dsib.READOUTS`).
+                :data:`captum_infocam.dsib.READOUTS`); with the complement, its
+                read-out is subtracted.
                 Default: ``"gates"``
             likelihood (str or Callable, optional): how the output becomes
                 :math:`\log p(y)`: ``"softmax"`` over dimension 1, ``"sigmoid"``
@@ -204,6 +238,19 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 inside the model during the call); the caller's random state is
                 left unchanged. ``None`` draws from the global generator.
                 Default: 0
+            contrast (str, optional): ``"complement"``: a second bottleneck, for
+                the evidence against the target (its complementary event), is
+                fitted in the same pass and its gates are subtracted,
+                :math:`w_c = \lambda^+_c - \lambda^-_c`; ``"none"``: the single
+                fit, :math:`w_c = \lambda_c` (see :mod:`captum_infocam.dsib`).
+                Default: ``"complement"``
+            evidence (str, optional): the discriminative term of the loss:
+                ``"log_odds"`` (:math:`-\ell`, the target's log-odds, which do
+                not saturate on confident predictions) or ``"log_likelihood"``
+                (the cross-entropy :math:`-\log p`).
+                Default: ``"log_odds"`` with the complement, ``"log_likelihood"``
+                with ``contrast="none"``, so that ``contrast="none"`` alone gives
+                the first release's fit
 
         Returns:
             *Tensor* of **attributions** with shape ``(N, 1, H, W)``, or
@@ -220,8 +267,10 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             >>> up = InfoCAM.interpolate(attr, x.shape[-2:], "bilinear")
             >>> cam.last_fit.bits.shape  # information per channel, in bits
             torch.Size([2, 512])
+            >>> weights = cam.last_fit.gates - cam.last_fit.complement.gates
         """
         inputs, num_examples = format_inputs(inputs)
+        check_input_dtypes(inputs, self._model)
         additional_forward_args = _format_additional_forward_args(additional_forward_args)
         check_target(target, num_examples)
         for name, flag in (
@@ -230,17 +279,34 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             ("attr_dim_summation", attr_dim_summation),
         ):
             check_bool(name, flag)
+        check_choice("contrast", contrast, CONTRASTS)
+        complement = contrast == "complement"
+        if n_samples is None:
+            n_samples = 2 if complement else 4
+        if evidence is None:
+            evidence = "log_odds" if complement else "log_likelihood"
         _check_fit_settings(n_samples, steps, lr, beta, gamma, alpha_init, readout, seed)
+        check_choice("evidence", evidence, EVIDENCE)
         prior = self._resolve_prior(prior)
-        log_likelihood = resolve_likelihood(likelihood)
+        target_log_odds = resolve_likelihood(likelihood)
+        training = training_leaves(self._model)
+        if training:
+            warnings.warn(
+                f"the model is in training mode ({len(training)} module(s), e.g. "
+                f"{training[0]!r}): dropout and batch normalisation then change the map "
+                "from call to call and with the batch; call model.eval() first",
+                TrainModeWarning,
+                stacklevel=caller_stacklevel(),
+            )
 
-        rows = rows_per_example(n_samples)
+        rows = rows_per_example(n_samples, complement)
         device = inputs[0].device
         with preserved_buffers(self._model), seeded(seed, device) as generator:
             suffix = open_suffix(
                 Request(self._site, attribute_to_layer_input, inputs, additional_forward_args, rows)
             )
             self._suffix_strategy_used = suffix.strategy
+            check_output_rows(suffix.output, num_examples, inputs)
             check_finite_tensor("the output of forward_func", suffix.output)
             check_output(likelihood, suffix.output)
             index = target_index(target, num_examples, suffix.output.shape, device)
@@ -256,14 +322,14 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             value_rows = expand_rows(suffix.value, rows, num_examples)
             index_rows = index.repeat_interleave(rows, dim=0)
 
-            def log_prob(streams: Tensor) -> Tensor:
+            def log_odds(streams: Tensor) -> Tensor:
                 value = self.reshape_transform.from_maps(streams.to(maps.dtype), value_rows)
-                return log_likelihood(suffix(value).to(fit_dtype), index_rows)
+                return target_log_odds(suffix(value).to(fit_dtype), index_rows)
 
             with torch.enable_grad():
                 fit = fit_dsib(
                     activations,
-                    log_prob,
+                    log_odds,
                     mean,
                     std,
                     n_samples=n_samples,
@@ -272,6 +338,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                     beta=beta,
                     gamma=gamma,
                     alpha_init=alpha_init,
+                    evidence=evidence,
+                    complement=complement,
                     generator=generator,
                 )
         if not bool(torch.isfinite(fit.loss_trace).all()):
@@ -279,7 +347,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 "the DSIB fit met NaN or infinite values: forward_func returned them for "
                 "perturbed activations of the layer"
             )
-        attributions = READOUTS[readout](fit, activations, mean, std)
+        attributions = channel_maps(fit, readout, activations, mean, std)
         if attr_dim_summation:
             attributions = attributions.sum(1, keepdim=True)
         if relu_attributions:
@@ -291,7 +359,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 "example(s): every gate closed, none moved, or all ended equal "
                 "(see last_fit.collapsed); check beta, lr and steps",
                 CollapsedFitWarning,
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         return attributions
 

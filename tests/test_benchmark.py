@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from captum.attr import LayerGradCam
 from captum_infocam import InfoCAM
 from captum_infocam.benchmark.__main__ import main
 from captum_infocam.benchmark.data import CLASSES, ShapesDataset
-from captum_infocam.benchmark.items import Batch, ShapesItems
+from captum_infocam.benchmark.items import Batch, GridItems, ShapesItems
 from captum_infocam.benchmark.methods import METHODS
 from captum_infocam.benchmark.run import METRICS, evaluate, markdown_table, summarise
 from captum_infocam.benchmark.sanity import rank_correlation
@@ -55,6 +56,19 @@ def test_default_fits_of_the_shipped_networks_do_not_collapse(arch: str) -> None
             cam = InfoCAM(model, model.get_submodule(name))
             cam.attribute(batch.image, target=batch.target)
             assert not cam.last_fit.collapsed.any(), (split, role)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_shipped_networks_recognise_every_cell_of_a_grid(arch: str) -> None:
+    # The grid split is a fair test only if each cell's class is recognisable.
+    model = load_model(arch)
+    items = GridItems(25, seed=0)
+    pictures, labels, _ = zip(*(items.grid(g) for g in range(25)), strict=True)
+    cells = torch.stack(pictures).unfold(2, 64, 64).unfold(3, 64, 64)  # (25, 3, 2, 2, 64, 64)
+    cells = cells.permute(0, 2, 3, 1, 4, 5).reshape(100, 3, 64, 64)  # row by row
+    labels = torch.cat(labels)
+    with torch.no_grad():
+        assert (model(cells).argmax(1) == labels).float().mean() >= 0.95
 
 
 def test_training_is_reproducible(tmp_path: Path) -> None:
@@ -97,16 +111,36 @@ def test_random_baseline_depends_only_on_the_item() -> None:
     assert torch.equal(together[2], alone[0]) and not torch.equal(together[0], together[1])
 
 
+def test_grid_items_are_scored_with_the_grid_pointing_game() -> None:
+    model = load_model("resnet")
+    explainers = {"Centre": METHODS["Centre"](model, model.layer3, {})}
+    device = torch.device("cpu")
+    records = evaluate(model, GridItems(2), explainers, 4, 3, 4, device)
+    records += evaluate(model, ShapesItems("single", 2), explainers, 2, 3, 4, device)
+    grid = [r["grid_pointing_game"] for r in records if r["split"] == "grid"]
+    # A Gaussian at the centre of a 2 x 2 grid puts a quarter of itself in each cell.
+    assert len(grid) == 8 and grid == pytest.approx([0.25] * 8, abs=1e-6)
+    summary = summarise(records)
+    assert summary["grid"]["Centre"]["grid_pointing_game"][0] == pytest.approx(0.25, abs=1e-6)
+    assert math.isnan(summary["single"]["Centre"]["grid_pointing_game"][0])
+
+
 def test_table_marks_the_best_of_each_column_by_its_direction() -> None:
     def entry(ad: float, ins: float) -> dict:
         values = {"seconds": [0.1, 0.0]}
         for metric in METRICS:
             values[metric.key] = [0.5, 0.1]
-        return values | {"average_drop": [ad, 0.01], "insertion": [ins, 0.01]}
+        # The grid pointing game is scored on grid items only: NaN elsewhere.
+        return values | {
+            "average_drop": [ad, 0.01],
+            "insertion": [ins, 0.01],
+            "grid_pointing_game": [float("nan"), float("nan")],
+        }
 
     table = markdown_table({"a": entry(0.2, 0.9), "b": entry(0.1, 0.8)}).splitlines()
     assert "**0.100 ± 0.010**" in table[3] and "**0.900 ± 0.010**" in table[2]
     assert "**0.200" not in table[2] and "**0.800" not in table[3]
+    assert table[2].endswith("| – |") and "nan" not in table[2]
 
 
 def _run_command(tmp_path: Path, processes: int) -> list[dict]:
@@ -243,8 +277,12 @@ def test_run_records_equal_direct_metric_calls(tmp_path: Path) -> None:
         assert [(r["item"], r["target"]) for r in rows] == list(
             zip(batch.keys, batch.target.tolist(), strict=True)
         )
-        assert {m.key for m in METRICS} == set(expected)
-        for metric in METRICS:
+        # The grid pointing game is scored on grid items only (a NaN mean elsewhere).
+        assert all("grid_pointing_game" not in r for r in rows)
+        assert math.isnan(summary[split]["Grad-CAM"]["grid_pointing_game"][0])
+        scored = [m for m in METRICS if m.key != "grid_pointing_game"]
+        assert {m.key for m in scored} == set(expected)
+        for metric in scored:
             got = torch.tensor([r[metric.key] for r in rows])
             torch.testing.assert_close(got, expected[metric.key], rtol=1e-5, atol=1e-6)
             mean = summary[split]["Grad-CAM"][metric.key][0]
@@ -257,24 +295,21 @@ def test_on_pairs_the_object_mask_beats_the_random_map_on_every_metric() -> None
         "mask": lambda batch: batch.mask[:, None].float(),
         "Random": METHODS["Random"](model, model.layer3, {}),
     }
+    device = torch.device("cpu")
     records = evaluate(
-        model,
-        ShapesItems("pair", 3),
-        explainers,
-        4,
-        8,
-        4,
-        torch.device("cpu"),
-        road_fractions=(0.5,),
+        model, ShapesItems("pair", 3), explainers, 4, 8, 4, device, road_fractions=(0.5,)
     )
-    summary = summarise(records)["pair"]
+    records += evaluate(model, GridItems(1), explainers, 4, 8, 4, device, road_fractions=(0.5,))
+    summary = summarise(records)
     for metric in METRICS:
         if metric.key == "road_least_relevant_first":
             # ROAD LeRF imputes everything but the kept pixels from them: a bare object mask
             # keeps no background around the shape, whose contour is the class, and loses to
             # random blocks (docs/metrics.md).
             continue
-        mask, random = summary["mask"][metric.key][0], summary["Random"][metric.key][0]
+        split = "grid" if metric.key == "grid_pointing_game" else "pair"  # scored on grids only
+        mask = summary[split]["mask"][metric.key][0]
+        random = summary[split]["Random"][metric.key][0]
         assert (mask > random) if metric.higher_is_better else (mask < random), metric.key
 
 
@@ -359,3 +394,12 @@ def test_sanity_check_runs(capsys) -> None:
     main(["sanity", "--images", "4", "--methods", "Grad-CAM"])
     printed = capsys.readouterr().out
     assert "| fc |" in printed and "| stem |" in printed
+
+
+def test_weights_for_another_number_of_classes_name_num_classes(tmp_path: Path) -> None:
+    torch.save(torchvision.models.resnet18(num_classes=6).state_dict(), tmp_path / "weights.pt")
+    arguments = ["run", "--image-folder", str(tmp_path / "missing"), "--boxes", "b.json"]
+    arguments += ["--model", "resnet18", "--weights", str(tmp_path / "weights.pt")]
+    expected = r"fc\.weight \(6, 512\) \(the model has \(1000, 512\)\).*with --num-classes"
+    with pytest.raises(SystemExit, match=expected):
+        main(arguments)  # --num-classes defaults to 1000; the folder is never read

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from captum_infocam.benchmark.data import CLASSES, ShapesDataset
-from captum_infocam.benchmark.items import ShapesItems
+from captum_infocam.benchmark.items import GridItems, ShapesItems
 
 
 def test_items_depend_only_on_their_index() -> None:
@@ -65,3 +65,46 @@ def test_benchmark_items_explain_every_object(split: str) -> None:
         item = dataset[int(image)]
         assert batch.target[row] == item.labels[int(k)]
         assert torch.equal(batch.mask[row], item.masks[int(k)])
+
+
+def test_grid_items_are_four_one_object_images_of_four_classes() -> None:
+    items = GridItems(3, seed=2)
+    assert len(items) == 12
+    batch = items.load(range(12))
+    assert batch.image.shape == (12, 3, 128, 128) and batch.cell.shape == (12, 128, 128)
+    cells = ShapesDataset("test", 10**7, seed=2, offset=GridItems.GRID_OFFSET)
+    for grid in range(3):
+        rows = slice(4 * grid, 4 * grid + 4)
+        assert len(set(batch.target[rows].tolist())) == 4, "four different classes"
+        # Each cell is the first candidate image of its class, placed row by row.
+        seen: set[int] = set()
+        k = 0
+        for candidate in range(grid * 32, grid * 32 + 32):
+            item = cells[candidate]
+            if int(item.labels[0]) in seen:
+                continue
+            seen.add(int(item.labels[0]))
+            r, c = divmod(k, 2)
+            block = (slice(64 * r, 64 * r + 64), slice(64 * c, 64 * c + 64))
+            assert torch.equal(batch.image[4 * grid + k][:, block[0], block[1]], item.image)
+            assert torch.equal(batch.mask[4 * grid + k][block], item.masks[0])
+            assert batch.mask[4 * grid + k].sum() == item.masks[0].sum(), "mask inside its cell"
+            assert (
+                batch.cell[4 * grid + k][block].all() and batch.cell[4 * grid + k].sum() == 64 * 64
+            )
+            assert batch.target[4 * grid + k] == item.labels[0]
+            k += 1
+            if k == 4:
+                break
+
+
+def test_grid_items_depend_only_on_their_index() -> None:
+    together = GridItems(4, seed=1).load(range(16))
+    alone = GridItems(4, seed=1).load([13, 2])
+    assert torch.equal(alone.image[0], together.image[13]) and alone.keys == [
+        "grid/3/1",
+        "grid/0/2",
+    ]
+    assert torch.equal(alone.mask[1], together.mask[2]) and torch.equal(
+        alone.cell[1], together.cell[2]
+    )

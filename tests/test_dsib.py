@@ -11,11 +11,12 @@ from torch.distributions import kl_divergence as reference_kl
 
 from captum_infocam.dsib import (
     READOUTS,
+    channel_maps,
     dual_streams,
     fit_dsib,
     is_collapsed,
     kl_divergence,
-    log1mexp,
+    mean_kl,
     rows_per_example,
 )
 
@@ -46,11 +47,14 @@ def test_kl_is_finite_when_gates_round_to_one() -> None:
     torch.testing.assert_close(kl[0, 1, 0, 0], torch.tensor(0.0), atol=1e-6, rtol=0)
 
 
-def test_log1mexp_matches_float64() -> None:
-    x = -torch.logspace(-6, 2, 200, dtype=torch.float64)
-    expected = torch.log(-torch.expm1(x))
-    torch.testing.assert_close(log1mexp(x.float()), expected.float(), rtol=1e-5, atol=1e-6)
-    assert torch.isfinite(log1mexp(torch.zeros(3))).all()
+def test_mean_kl_is_the_mean_of_the_per_element_kl() -> None:
+    gen = torch.Generator().manual_seed(1)
+    alpha = torch.randn(3, 4, generator=gen) * 4
+    standardized = torch.randn(3, 4, 5, 6, generator=gen) * 2
+    torch.testing.assert_close(
+        mean_kl(alpha, standardized.square().mean((2, 3))),
+        kl_divergence(alpha, standardized).mean((1, 2, 3)),
+    )
 
 
 def test_streams_follow_their_formulas_exactly() -> None:
@@ -84,71 +88,90 @@ def test_discriminative_stream_is_distributed_as_the_posterior() -> None:
     torch.testing.assert_close(z_d.std(0), (1 - lam) * std.flatten(), atol=0.02, rtol=0)
 
 
-def _linear_log_prob(weight: torch.Tensor):
-    """log p(y=0) of a GAP + linear two-class head over (N, C, H, W) maps."""
+def _linear_log_odds(weight: torch.Tensor):
+    """Log-odds of y=0 under a GAP + linear two-class head over (N, C, H, W) maps."""
 
-    def log_prob(z: torch.Tensor) -> torch.Tensor:
+    def log_odds(z: torch.Tensor) -> torch.Tensor:
         logits = z.mean((2, 3)) @ weight.T
-        return logits.log_softmax(1)[:, 0]
+        return logits[:, 0] - logits[:, 1]
 
-    return log_prob
-
-
-_SETTINGS = dict(n_samples=6, steps=10, lr=1.0, beta=1.0, gamma=1.0, alpha_init=5.0)
+    return log_odds
 
 
-def test_log_prob_rows_follow_the_documented_layout() -> None:
+# The original single fit; the tests of the complement say so.
+_SETTINGS = dict(
+    n_samples=6,
+    steps=10,
+    lr=1.0,
+    beta=1.0,
+    gamma=1.0,
+    alpha_init=5.0,
+    evidence="log_likelihood",
+    complement=False,
+)
+_CONTRAST = _SETTINGS | dict(evidence="log_odds", complement=True)
+
+
+@pytest.mark.parametrize("complement", [False, True])
+def test_log_odds_rows_follow_the_documented_layout(complement: bool) -> None:
     # Gates start at σ(20) ≈ 1 and the noise has σ ≈ 0, so at the first step every
     # discriminative row is its sample's A and every noise row is the prior mean 0.
     activations = torch.arange(1.0, 4.0).view(3, 1, 1, 1).expand(3, 2, 2, 2)
     seen = []
 
-    def log_prob(z: torch.Tensor) -> torch.Tensor:
+    def log_odds(z: torch.Tensor) -> torch.Tensor:
         seen.append(z.detach())
         return -z.mean((1, 2, 3)).abs() - 1.0
 
     settings = {**_SETTINGS, "n_samples": 2, "steps": 1, "alpha_init": 20.0}
+    settings["complement"] = complement
     fit_dsib(
-        activations, log_prob, torch.zeros(1, 2, 1, 1), torch.full((1, 2, 1, 1), 1e-6), **settings
+        activations, log_odds, torch.zeros(1, 2, 1, 1), torch.full((1, 2, 1, 1), 1e-6), **settings
     )
-    rows = rows_per_example(2)
-    assert rows == 4 and seen[0].shape == (3 * rows, 2, 2, 2)
-    per_row = seen[0].mean((1, 2, 3)).view(3, 2, 2)  # (sample, stream, draw)
-    torch.testing.assert_close(per_row[:, 0], torch.tensor([[1.0] * 2, [2.0] * 2, [3.0] * 2]))
-    torch.testing.assert_close(per_row[:, 1], torch.zeros(3, 2), atol=1e-5, rtol=0)
+    fits = 2 if complement else 1
+    rows = rows_per_example(2, complement)
+    assert rows == 4 * fits and seen[0].shape == (3 * rows, 2, 2, 2)
+    per_row = seen[0].mean((1, 2, 3)).view(3, fits, 2, 2)  # (sample, fit, stream, draw)
+    expected = torch.tensor([1.0, 2.0, 3.0])[:, None, None].expand(3, fits, 2)
+    torch.testing.assert_close(per_row[:, :, 0], expected)
+    torch.testing.assert_close(per_row[:, :, 1], torch.zeros(3, fits, 2), atol=1e-5, rtol=0)
 
 
-def test_fit_is_deterministic_and_row_independent() -> None:
+@pytest.mark.parametrize("settings", [_SETTINGS, _CONTRAST], ids=["single", "complement"])
+def test_fit_is_deterministic_and_row_independent(settings: dict) -> None:
     weight = torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     gen = torch.Generator().manual_seed(0)
     activations = torch.rand(3, 4, 5, 5, generator=gen) + 0.5
     ones = torch.ones(3, 4, 1, 1)
-    log_prob = _linear_log_prob(weight)
+    log_odds = _linear_log_odds(weight)
 
     def fit(acts: torch.Tensor):
         return fit_dsib(
             acts,
-            log_prob,
+            log_odds,
             0 * ones[: len(acts)],
             ones[: len(acts)],
             generator=torch.Generator().manual_seed(7),
-            **_SETTINGS,
+            **settings,
         )
 
     batch = fit(activations)
     again = fit(activations)
     assert torch.equal(batch.gates, again.gates)
+    fits = [batch] if batch.complement is None else [batch, batch.complement]
     for i in range(3):
         single = fit(activations[i : i + 1])
-        torch.testing.assert_close(single.gates, batch.gates[i : i + 1], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(single.loss_trace, batch.loss_trace[:, i : i + 1])
+        singles = [single] if single.complement is None else [single, single.complement]
+        for alone, together in zip(singles, fits, strict=True):
+            torch.testing.assert_close(alone.gates, together.gates[i : i + 1], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(alone.loss_trace, together.loss_trace[:, i : i + 1])
 
 
 def test_fit_reports_shapes_and_consistent_information() -> None:
     weight = torch.tensor([[1.0, -1.0, 0.5], [0.0, 0.0, 0.0]])
     activations = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(2))
     mean, std = torch.zeros(1, 3, 1, 1), torch.full((1, 3, 1, 1), 0.5)
-    fit = fit_dsib(activations, _linear_log_prob(weight), mean, std, **_SETTINGS)
+    fit = fit_dsib(activations, _linear_log_odds(weight), mean, std, **_SETTINGS)
     assert fit.gates.shape == fit.bits.shape == (2, 3)
     assert fit.information.shape == (2, 1, 4, 4)
     assert fit.loss_trace.shape == (_SETTINGS["steps"], 2)
@@ -161,6 +184,68 @@ def test_fit_reports_shapes_and_consistent_information() -> None:
     assert (fit.bits >= 0).all()
     kl_nats = kl_divergence(fit.gate_logits, (activations - mean) / std).mean((1, 2, 3))
     torch.testing.assert_close(fit.bits.sum(1) * math.log(2) / (3 * 16), kl_nats)
+    # Means over the draws: -log p = softplus(-ℓ) is convex, so Jensen orders them.
+    assert (fit.cross_entropy >= torch.nn.functional.softplus(-fit.log_odds) - 1e-6).all()
+    assert fit.complement is None
+
+
+def test_complement_keeps_the_evidence_against_the_target() -> None:
+    # log-odds of class 0 = 3 m_0 + 2 m_1 - 2 m_2 + 0 m_3: channel 2 is evidence against it.
+    weight = torch.tensor([[3.0, 2.0, -2.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    activations = torch.ones(1, 4, 6, 6)
+    mean, std = torch.zeros(1, 4, 1, 1), torch.ones(1, 4, 1, 1)
+    fit = fit_dsib(activations, _linear_log_odds(weight), mean, std, **_CONTRAST)
+    for_, against = fit.gates[0], fit.complement.gates[0]
+    assert (for_[:2] > 0.9).all() and (for_[2:] < 0.1).all()
+    assert against[2] > 0.9 and (against[[0, 1, 3]] < 0.1).all()
+    assert fit.p_discriminative > 0.9 and fit.complement.p_discriminative > 0.5
+    weights = channel_maps(fit, "gates", activations, mean, std)[0, :, 0, 0]
+    torch.testing.assert_close(weights, for_ - against)
+    assert weights[0] > 0.8 and weights[2] < -0.8 and weights[3].abs() < 0.1
+
+
+def test_complement_of_the_complement_is_the_target() -> None:
+    # Negating the log-odds explains "not y": the two fits swap exactly.
+    weight = torch.tensor([[1.0, -1.0, 0.5], [0.0, 0.0, 0.0]])
+    activations = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    mean, std = torch.zeros(1, 3, 1, 1), torch.full((1, 3, 1, 1), 0.5)
+    log_odds = _linear_log_odds(weight)
+
+    def fit(function):
+        return fit_dsib(
+            activations,
+            function,
+            mean,
+            std,
+            generator=torch.Generator().manual_seed(3),
+            **_CONTRAST,
+        )
+
+    straight, negated = fit(log_odds), fit(lambda z: -log_odds(z))
+    assert torch.equal(negated.gates, straight.complement.gates)
+    assert torch.equal(negated.complement.gates, straight.gates)
+    torch.testing.assert_close(negated.log_odds, straight.complement.log_odds)
+
+
+def test_log_odds_keep_weak_evidence_that_the_cross_entropy_lets_go() -> None:
+    # A confident prediction saturates the cross-entropy, and the compression then closes
+    # the weakest evidence (weight 1); the log-odds still count it.
+    weight = torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    activations = torch.ones(1, 4, 6, 6)
+    mean, std = torch.zeros(1, 4, 1, 1), torch.ones(1, 4, 1, 1)
+    gates = {
+        evidence: fit_dsib(
+            activations,
+            _linear_log_odds(weight),
+            mean,
+            std,
+            generator=torch.Generator().manual_seed(0),
+            **_SETTINGS | dict(evidence=evidence),
+        ).gates[0]
+        for evidence in ("log_odds", "log_likelihood")
+    }
+    assert gates["log_odds"][2] > 0.7 > 0.3 > gates["log_likelihood"][2]
+    assert (gates["log_odds"][3] < 0.1) and (gates["log_likelihood"][3] < 0.1)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +261,7 @@ def test_collapsed_fits_are_reported(settings: dict, why: str) -> None:
     mean, std = torch.zeros(1, 4, 1, 1), torch.ones(1, 4, 1, 1)
     fit = fit_dsib(
         activations,
-        _linear_log_prob(weight),
+        _linear_log_odds(weight),
         mean,
         std,
         generator=torch.Generator().manual_seed(0),
@@ -185,7 +270,7 @@ def test_collapsed_fits_are_reported(settings: dict, why: str) -> None:
     assert fit.collapsed.all(), why
     healthy = fit_dsib(
         activations,
-        _linear_log_prob(weight),
+        _linear_log_odds(weight),
         mean,
         std,
         generator=torch.Generator().manual_seed(0),

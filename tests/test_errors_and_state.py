@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
+import warnings
+
 import pytest
 import torch
 import torchvision
 from torch import Tensor, nn
 
 import captum_infocam.infocam as infocam_module
-from captum_infocam import InfoCAM
+from captum_infocam import InfoCAM, TrainModeWarning
 from tests.conftest import ModelState, SmallCNN
 
 FAST = dict(n_samples=2, steps=2)
@@ -54,6 +57,9 @@ class ForwardCounter:
         (dict(target=0, likelihood="probit"), ValueError, "likelihood must be one of"),
         (dict(target=0, likelihood=3), TypeError, "likelihood must be a name or a callable"),
         (dict(target=0, seed=-1), ValueError, "seed must be >= 0"),
+        (dict(target=0, contrast="competitor"), ValueError, "contrast must be one of"),
+        (dict(target=0, evidence="logit"), ValueError, "evidence must be one of"),
+        (dict(target=0, contrast=None), ValueError, "contrast must be one of"),
         (dict(target=0, relu_attributions=1), TypeError, "relu_attributions must be a bool"),
     ],
 )
@@ -150,7 +156,10 @@ def _train_mode_resnet() -> nn.Module:
 def test_a_call_leaves_the_model_bitwise_unchanged() -> None:
     model = _train_mode_resnet()
     state = ModelState.of(model)
-    attr = InfoCAM(model, model.layer3).attribute(torch.randn(2, 3, 32, 32), target=[0, 1], **FAST)
+    with pytest.warns(TrainModeWarning):
+        attr = InfoCAM(model, model.layer3).attribute(
+            torch.randn(2, 3, 32, 32), target=[0, 1], **FAST
+        )
     assert torch.isfinite(attr).all()
     state.assert_unchanged(model)
 
@@ -168,6 +177,7 @@ def _raise_on_call(module: nn.Module, error: BaseException, after: int):
     return module.register_forward_pre_hook(hook)
 
 
+@pytest.mark.filterwarnings("ignore::captum_infocam.TrainModeWarning")  # on purpose
 @pytest.mark.parametrize(
     "error", [RuntimeError("boom"), KeyboardInterrupt()], ids=["error", "interrupt"]
 )
@@ -186,3 +196,139 @@ def test_the_model_is_restored_when_the_forward_raises(
         state.assert_unchanged(model)
     finally:
         handle.remove()
+
+
+def _resnet(**to: object) -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=4).to(**to).eval()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("make", [_resnet, lambda: SmallCNN().eval()], ids=["batchnorm", "plain"])
+def test_one_image_without_its_batch_dimension_is_named(make, no_fit: None) -> None:
+    # With batch norm the forward raises; without, convolutions take the image as unbatched
+    # and the output has no row per example. Both name the fix.
+    model = make()
+    with pytest.raises(ValueError, match=r"add a batch dimension: x\.unsqueeze\(0\)"):
+        InfoCAM(model, model.layer4 if hasattr(model, "layer4") else model.features).attribute(
+            torch.rand(3, 32, 32), target=0
+        )
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ((torch.rand(2, 3, 16, 16) * 255).to(torch.uint8), r"x\.float\(\) / 255"),
+        (torch.rand(2, 3, 16, 16) > 0.5, r"x\.float\(\) / 255"),
+        (torch.rand(2, 3, 16, 16, dtype=torch.float64), r"convert the inputs with x\.to"),
+        (torch.rand(2, 3, 16, 16).half(), r"convert the inputs with x\.to"),
+    ],
+    ids=["uint8", "bool", "float64", "float16"],
+)
+def test_inputs_of_another_dtype_than_the_model_are_named_before_it_runs(
+    inputs: Tensor, message: str, small_cnn: SmallCNN, no_fit: None
+) -> None:
+    counter = ForwardCounter(small_cnn)
+    try:
+        with pytest.raises(TypeError, match=message):
+            InfoCAM(small_cnn, small_cnn.features).attribute(inputs, target=0)
+        assert counter.calls == 0
+    finally:
+        counter.remove()
+
+
+def test_inputs_of_the_models_dtype_or_under_autocast_are_accepted(small_cnn: SmallCNN) -> None:
+    x = torch.rand(2, 3, 16, 16)
+    double = SmallCNN().double().eval()
+    assert InfoCAM(double, double.features).attribute(x.double(), target=0, **FAST).dtype == (
+        torch.float64
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attr = InfoCAM(small_cnn, small_cnn.features).attribute(x.bfloat16(), target=0, **FAST)
+    assert attr.shape == (2, 1, 16, 16)
+
+
+class _LSTMClassifier(nn.Module):
+    """Rows of an image as a sequence; its LSTM returns ``(output, (h, c))``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3 * 8, 4, batch_first=True)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        sequence = self.lstm(x.permute(0, 2, 1, 3).flatten(2))  # fx traces indexing, not unpacking
+        return self.fc(sequence[0][:, -1])
+
+
+@pytest.mark.parametrize("strategy", ["auto", "traced", "hooked", "rerun"])
+def test_a_layer_returning_a_tuple_is_named_and_left_without_hooks(
+    strategy: str, no_fit: None
+) -> None:
+    model = _LSTMClassifier().eval()
+    state = ModelState.of(model)
+    cam = InfoCAM(model, model.lstm, suffix_strategy=strategy)
+    with pytest.raises(ValueError, match=r"a tuple of 2 values.*pick a layer that returns one"):
+        cam.attribute(torch.rand(2, 3, 8, 8), target=0)
+    state.assert_unchanged(model)
+
+
+def test_an_output_without_one_row_per_example_is_named(
+    small_cnn: SmallCNN, images: Tensor, no_fit: None
+) -> None:
+    pooled = InfoCAM(lambda x: small_cnn(x).mean(0, keepdim=True), small_cnn.features)
+    with pytest.raises(ValueError, match=r"one row of scores per example: 3 example\(s\)"):
+        pooled.attribute(images, target=0)
+
+
+def test_swapped_map_and_mask_are_refused() -> None:
+    from captum_infocam.metrics import energy_pointing_game, pointing_game
+
+    attr = torch.rand(2, 1, 4, 4) + 0.1
+    mask = torch.zeros(2, 16, 16)
+    mask[:, 4:8, 4:8] = 1
+    for metric in (energy_pointing_game, pointing_game):
+        with pytest.raises(ValueError, match=r"floating-point mask must hold only 0 and 1"):
+            metric(mask, attr)
+        assert metric(attr, mask).shape == (2,)
+        assert torch.equal(metric(attr, mask), metric(attr, mask.bool()))
+
+
+def test_a_model_in_training_mode_is_warned_about_at_the_callers_line(
+    small_cnn: SmallCNN, images: Tensor
+) -> None:
+    cam = InfoCAM(small_cnn, small_cnn.features)
+    small_cnn.head[2].train()  # one layer left in training mode is enough
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            line = inspect.currentframe().f_lineno + 1
+            cam.attribute(images, target=0, **FAST)
+    finally:
+        small_cnn.eval()
+    (warning,) = [w for w in caught if w.category is TrainModeWarning]
+    assert "call model.eval() first" in str(warning.message) and "'head.2'" in str(warning.message)
+    assert (warning.filename, warning.lineno) == (__file__, line)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cam.attribute(images, target=0, **FAST)
+        # a wrapper's own flag does not count: only its leaves run
+        InfoCAM(nn.Sequential(small_cnn), small_cnn.features).attribute(images, target=0, **FAST)
+    assert not [w for w in caught if w.category is TrainModeWarning]
+
+
+def test_collapsed_fit_warning_points_at_the_callers_line(
+    small_cnn: SmallCNN, images: Tensor
+) -> None:
+    from captum.attr import NoiseTunnel
+
+    from captum_infocam import CollapsedFitWarning
+
+    cam = InfoCAM(small_cnn, small_cnn.features)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        direct = inspect.currentframe().f_lineno + 1
+        cam.attribute(images, target=0, steps=1)  # one step cannot move a gate: collapsed
+        tunnel = inspect.currentframe().f_lineno + 1
+        NoiseTunnel(cam).attribute(images, nt_samples=2, target=0, steps=1)
+    locations = [(w.filename, w.lineno) for w in caught if w.category is CollapsedFitWarning]
+    assert locations == [(__file__, direct), (__file__, tunnel)]

@@ -26,10 +26,31 @@ def test_gates_order_channels_by_their_contribution() -> None:
     cam = InfoCAM(model, model.layer)
     attr = cam.attribute(x, target=0)
     gates = cam.last_fit.gates[0]
+    against = cam.last_fit.complement.gates[0]
     assert gates[0] > gates[1] > gates[2] > gates[3]
     assert gates[3] < 0.1, "a channel with no influence on the target must be switched off"
-    # The map is exactly ReLU(sum_c λ_c A_c).
-    torch.testing.assert_close(attr, torch.full((1, 1, 6, 6), float(gates.sum())))
+    assert (against < 0.1).all(), "no channel is evidence against the target"
+    # The map is exactly ReLU(sum_c (λ+_c - λ-_c) A_c).
+    torch.testing.assert_close(attr, torch.full((1, 1, 6, 6), float((gates - against).sum())))
+    single = cam.attribute(x, target=0, contrast="none")
+    torch.testing.assert_close(single, torch.full((1, 1, 6, 6), float(cam.last_fit.gates.sum())))
+    assert cam.last_fit.complement is None
+
+
+def test_evidence_against_the_target_gets_a_negative_weight() -> None:
+    # logit_0 = 3 mean(A_0) + 2 mean(A_1) - 2 mean(A_2): channel 2 speaks against class 0.
+    model = LinearHead(torch.tensor([[3.0, 2.0, -2.0, 0.0], [0.0, 0.0, 0.0, 0.0]])).eval()
+    x = torch.ones(1, 4, 6, 6)
+    x[:, 2, :, 3:] = 4.0  # channel 2 fires on the right half only
+    cam = InfoCAM(model, model.layer)
+    attr = cam.attribute(x, target=0, relu_attributions=False)
+    weights = cam.last_fit.gates[0] - cam.last_fit.complement.gates[0]
+    assert weights[0] > 0.8 and weights[1] > 0.8 and weights[2] < -0.8 and weights[3].abs() < 0.1
+    torch.testing.assert_close(attr[0, 0], (weights[:, None, None] * x[0]).sum(0))
+    assert (attr[0, 0, :, :3] > 0).all() and (attr[0, 0, :, 3:] < 0).all()
+    # The single fit cannot give a negative weight: the right half stays positive.
+    single = cam.attribute(x, target=0, relu_attributions=False, contrast="none")
+    assert (single > 0).all()
 
 
 @pytest.mark.parametrize("readout", ["gates", "bits", "standardized", "information"])
@@ -45,9 +66,11 @@ def test_per_channel_maps_sum_to_the_map(readout: str, small_cnn: SmallCNN, imag
         activations = small_cnn.features(images)
     fit = cam.last_fit
     if readout == "gates":
-        torch.testing.assert_close(channels, fit.gates[..., None, None] * activations)
+        weights = fit.gates - fit.complement.gates
+        torch.testing.assert_close(channels, weights[..., None, None] * activations)
     if readout == "bits":
-        torch.testing.assert_close(channels, fit.bits[..., None, None] * activations)
+        weights = fit.bits - fit.complement.bits
+        torch.testing.assert_close(channels, weights[..., None, None] * activations)
 
 
 def test_a_shifted_object_moves_the_map(trained_cnn: SmallCNN) -> None:

@@ -21,6 +21,7 @@ from captum_infocam.metrics import (
     confidence_scores,
     deletion_auc,
     energy_pointing_game,
+    grid_pointing_game,
     improved_average_drop,
     improved_average_increase,
     insertion_auc,
@@ -336,6 +337,30 @@ def test_pointing_games_by_hand() -> None:
     torch.testing.assert_close(
         pointing_game(attributions, mask, tolerance=6), torch.tensor([1.0, 1.0])
     )
+
+
+def test_grid_pointing_game_by_hand() -> None:
+    cell = torch.zeros(3, 4, 4, dtype=torch.bool)
+    cell[:, :2, :2] = True  # the top-left cell of a 2 x 2 grid
+    attributions = torch.zeros(3, 1, 4, 4)
+    attributions[0, 0, 0, 0] = 3.0
+    attributions[0, 0, 3, 3] = 1.0  # 3 of 4 units of positive attribution in the cell
+    attributions[1] = -1.0
+    attributions[1, 0, 1, 1] = 2.0  # negative values are no attribution: all of it inside
+    attributions[2] = 0.5  # a floor counts everywhere (min-max would erase it): a quarter
+    torch.testing.assert_close(
+        grid_pointing_game(attributions, cell), torch.tensor([0.75, 1.0, 0.25])
+    )
+    # A 2 x 2 map of cell values, upsampled bilinearly to 4 x 4: each cell keeps its share
+    # up to the blending at the border, which bilinear interpolation makes symmetric.
+    coarse = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    up = torch.nn.functional.interpolate(coarse, size=(4, 4), mode="bilinear")
+    expected = up[0, 0, :2, :2].sum() / up.sum()
+    torch.testing.assert_close(grid_pointing_game(coarse, cell[:1]), expected[None])
+    # No positive attribution: the cell's share of the image; an empty cell: NaN.
+    empty = torch.zeros(1, 4, 4, dtype=torch.bool)
+    assert grid_pointing_game(-torch.ones(1, 1, 4, 4), cell[:1]).item() == 0.25
+    assert torch.isnan(grid_pointing_game(torch.ones(1, 1, 4, 4), empty)).all()
 
 
 def test_boxes_are_the_union_of_pixel_centres_inside() -> None:
@@ -891,7 +916,7 @@ def test_each_confidence_metric_runs_only_the_forward_passes_it_needs(metric, pa
 
 def test_metrics_name_their_direction() -> None:
     lower = {average_drop, improved_average_drop, deletion_auc, road_most_relevant_first}
-    for metric in [*ALL_FORWARD_METRICS, energy_pointing_game, pointing_game]:
+    for metric in [*ALL_FORWARD_METRICS, energy_pointing_game, pointing_game, grid_pointing_game]:
         assert metric.higher_is_better is (metric not in lower), metric.__name__
 
 
@@ -949,6 +974,8 @@ def test_metrics_name_their_direction() -> None:
             TypeError,
             "iterations must be an int",
         ),
+        (lambda m, x, a: grid_pointing_game(a, torch.ones(8, 8)), ValueError, "mask must be"),
+        (lambda m, x, a: grid_pointing_game(a[:1], torch.ones(2, 8, 8)), ValueError, "with N = 2"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(call, error: type, message: str) -> None:

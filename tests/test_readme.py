@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +23,9 @@ def _usage(names: dict) -> None:
     fit = names["cam"].last_fit
     assert fit.bits.shape == (2, 512) and fit.p_noise.shape == (2,)
     assert bool(((fit.p_noise >= 0) & (fit.p_noise <= 1)).all())
+    rgb = names["rgb"]
+    assert rgb.shape == (224, 224, 3) and rgb.dtype == np.float32
+    assert rgb.min() >= 0 and rgb.max() <= 1
 
 
 def _architectures(names: dict) -> None:
@@ -30,15 +34,32 @@ def _architectures(names: dict) -> None:
     assert _is_map(names["seg_map"], (1, 1, 16, 16))  # FCN's dilated layer4: 128 / 8
 
 
+def _timm_and_hugging_face(names: dict) -> None:
+    assert _is_map(names["convnext_map"], (2, 1, 2, 2))  # 64 px / 32
+    assert _is_map(names["vit_map"], (2, 1, 8, 8))  # 64 px / 8 px patches
+    assert _is_map(names["swin_map"], (2, 1, 2, 2))
+    assert _is_map(names["hf_map"], (2, 1, 8, 8))
+
+
+def _shipped_networks(names: dict) -> None:
+    assert not names["model"].training and names["layer"] is names["model"].layer3
+    assert _is_map(names["attr"], (4, 1, 8, 8))
+    assert names["batch"].mask.shape == (4, 64, 64)
+
+
+def _noise_tunnel(names: dict) -> None:
+    assert _is_map(names["smooth"], (2, 1, 2, 2))
+
+
 #: What each example's comments promise, in the README's order.
-CHECKS = [_usage, _architectures]
+CHECKS = [_usage, _architectures, _timm_and_hugging_face, _shipped_networks, _noise_tunnel]
 
 
 def test_every_readme_example_is_checked() -> None:
     assert len(EXAMPLES) == len(CHECKS)
 
 
-# Random weights: the ViT's zero head gives no evidence, so its fit collapses.
+# Random weights: the ViTs' near-zero heads give no evidence, so their fits collapse.
 @pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
 @pytest.mark.parametrize(
     ("source", "check"),

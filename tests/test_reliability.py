@@ -138,12 +138,20 @@ class Degenerate(nn.Module):
 def test_degenerate_activations_give_finite_maps(make, zero_map: bool) -> None:
     model = Degenerate(make).eval()
     cam = InfoCAM(model, model.layer)
-    attr = cam.attribute(torch.randn(2, 3, 6, 6), target=[0, 2])
+    x = torch.randn(2, 3, 6, 6)
+    attr = cam.attribute(x, target=[0, 2])
     assert torch.isfinite(attr).all() and (attr >= 0).all()
     fit = cam.last_fit
-    for tensor in (fit.gates, fit.bits, fit.information, fit.loss_trace):
-        assert torch.isfinite(tensor).all()
-    assert fit.zero_map.tolist() == [zero_map, zero_map]
+    for part in (fit, fit.complement):
+        for tensor in (part.gates, part.bits, part.information, part.loss_trace):
+            assert torch.isfinite(tensor).all()
+    # With the complement a constant layer may weigh to a negative constant, a zero map.
+    assert fit.zero_map.tolist() == (attr == 0).flatten(1).all(1).tolist()
+    if zero_map:
+        assert fit.zero_map.all()
+    # The single fit's weights are positive: only a layer of zeros gives a zero map.
+    cam.attribute(x, target=[0, 2], contrast="none")
+    assert cam.last_fit.zero_map.tolist() == [zero_map, zero_map]
 
 
 @pytest.mark.parametrize("where", ["inputs", "output", "during-fit"])

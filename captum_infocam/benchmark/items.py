@@ -7,6 +7,8 @@ gives two, one per class, so a class-agnostic map cannot score well on both.
 Sources:
 
 * :class:`ShapesItems`: the embedded data set (``"single"`` or ``"pair"`` split);
+* :class:`GridItems`: 2 x 2 grids of one-object images of four different
+  classes, each explained once for each cell's class (the grid pointing game);
 * :class:`FolderItems`: a real data set, an ``ImageFolder`` directory plus a
   boxes file.
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -35,20 +37,25 @@ from torchvision.transforms import v2
 from captum_infocam.benchmark.data import CLASSES, ShapesDataset
 from captum_infocam.metrics import boxes_to_mask
 
-__all__ = ["Batch", "FolderItems", "ShapesItems"]
+__all__ = ["Batch", "FolderItems", "GridItems", "ShapesItems"]
 
 
 @dataclass(frozen=True)
 class Batch:
-    """Items stacked: ``image (N, 3, H, W)``, ``target (N,)``, ``mask (N, H, W)``, ``keys``."""
+    """Items stacked: ``image (N, 3, H, W)``, ``target (N,)``, ``mask (N, H, W)``, ``keys``,
+    and for grid items the explained ``cell (N, H, W)``."""
 
     image: Tensor
     target: Tensor
     mask: Tensor
     keys: list[str]
+    cell: Optional[Tensor] = None
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(self.image.to(device), self.target.to(device), self.mask.to(device), self.keys)
+        cell = None if self.cell is None else self.cell.to(device)
+        return Batch(
+            self.image.to(device), self.target.to(device), self.mask.to(device), self.keys, cell
+        )
 
 
 class ShapesItems:
@@ -85,6 +92,92 @@ class ShapesItems:
             target=torch.stack([items[image].labels[k] for image, k in pairs]),
             mask=torch.stack([items[image].masks[k] for image, k in pairs]),
             keys=[f"{self.split}/{image}/{k}" for image, k in pairs],
+        )
+
+
+class GridItems:
+    """Items of the grid split: 2 x 2 grids of one-object test images of four classes.
+
+    Each cell is an image of the one-object split's kind, drawn from its own seed:
+    grid ``i`` takes the first four images of distinct classes among the test
+    images ``GRID_OFFSET + 32 i, ..., GRID_OFFSET + 32 i + 31`` of ``seed`` (a
+    stream disjoint from the one-object split's first million images), in that
+    order, row by row. An item is one grid explained for one cell's class; its
+    mask is that cell's object and :attr:`Batch.cell` the cell. Sharding or
+    reordering never changes an item.
+
+    Args:
+        images (int): number of grids (each gives four items).
+        seed (int): data seed. Default: 0
+        cell_size (int): side of a cell in pixels; a grid is twice as wide.
+            Default: 64
+    """
+
+    split = "grid"
+    #: Index of the first test image the cells are drawn from.
+    GRID_OFFSET = 1_000_000
+    #: Candidate images per grid, scanned for four distinct classes.
+    CANDIDATES = 32
+    SIDE = 2
+
+    def __init__(self, images: int, seed: int = 0, cell_size: int = 64) -> None:
+        self.cell_size = cell_size
+        self.cells = ShapesDataset(
+            "test",
+            images * self.CANDIDATES,
+            objects=1,
+            seed=seed,
+            image_size=cell_size,
+            offset=self.GRID_OFFSET,
+        )
+        self.keys = [(image, k) for image in range(images) for k in range(self.SIDE**2)]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def describe(self, target: int) -> str:
+        """The name of class ``target``."""
+        return list(CLASSES)[target]
+
+    def grid(self, image: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Grid ``image``: ``(3, H, W)`` picture, ``(4,)`` cell classes, ``(4, H, W)`` masks."""
+        chosen: dict[int, Tensor] = {}
+        masks: list[Tensor] = []
+        for candidate in range(image * self.CANDIDATES, (image + 1) * self.CANDIDATES):
+            item = self.cells[candidate]
+            label = int(item.labels[0])
+            if label not in chosen:
+                chosen[label] = item.image
+                masks.append(item.masks[0])
+            if len(chosen) == self.SIDE**2:
+                break
+        else:  # pragma: no cover - 32 draws of 6 classes miss 4 distinct ones with p < 1e-8
+            raise RuntimeError(f"grid {image}: fewer than four classes among the candidates")
+        width = self.SIDE * self.cell_size
+        picture = torch.zeros(3, width, width)
+        object_masks = torch.zeros(self.SIDE**2, width, width, dtype=torch.bool)
+        for k, (cell_image, mask) in enumerate(zip(chosen.values(), masks, strict=True)):
+            cell = self.cell_mask(k)  # a block: its pixels in row-major order
+            picture[:, cell] = cell_image.flatten(1)
+            object_masks[k, cell] = mask.flatten()
+        return picture, torch.tensor(list(chosen)), object_masks
+
+    def cell_mask(self, k: int) -> Tensor:
+        """The pixels of cell ``k`` (row by row), ``(H, W)`` bool."""
+        size, side = self.cell_size, self.SIDE
+        mask = torch.zeros(side * size, side * size, dtype=torch.bool)
+        mask[k // side * size : (k // side + 1) * size, k % side * size : (k % side + 1) * size] = 1
+        return mask
+
+    def load(self, indices: Sequence[int]) -> Batch:
+        pairs = [self.keys[i] for i in indices]
+        grids = {image: self.grid(image) for image in {image for image, _ in pairs}}
+        return Batch(
+            image=torch.stack([grids[image][0] for image, _ in pairs]),
+            target=torch.stack([grids[image][1][k] for image, k in pairs]),
+            mask=torch.stack([grids[image][2][k] for image, k in pairs]),
+            keys=[f"{self.split}/{image}/{k}" for image, k in pairs],
+            cell=torch.stack([self.cell_mask(k) for _, k in pairs]),
         )
 
 

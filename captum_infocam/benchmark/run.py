@@ -26,7 +26,7 @@ from tqdm import tqdm
 from captum_infocam import InfoCAM, PriorStatistics
 from captum_infocam.benchmark.clock import timed
 from captum_infocam.benchmark.data import reference_images
-from captum_infocam.benchmark.items import Batch, FolderItems, ShapesItems
+from captum_infocam.benchmark.items import Batch, FolderItems, GridItems, ShapesItems
 from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS, Explainer
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
 from captum_infocam.metrics import (
@@ -36,6 +36,7 @@ from captum_infocam.metrics import (
     confidence_metrics,
     deletion_auc,
     energy_pointing_game,
+    grid_pointing_game,
     improved_average_drop,
     improved_average_increase,
     insertion_auc,
@@ -55,7 +56,7 @@ __all__ = [
     "summarise",
 ]
 
-Items = Union[ShapesItems, FolderItems]
+Items = Union[ShapesItems, FolderItems, GridItems]
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ METRICS = [
     MetricColumn("road_least_relevant_first", "LeRF", road_least_relevant_first),
     MetricColumn("energy_pointing_game", "EPG", energy_pointing_game),
     MetricColumn("pointing_game", "PG", pointing_game),
+    MetricColumn("grid_pointing_game", "GPG", grid_pointing_game),
 ]
 
 #: What each column is, printed under the tables (``docs/metrics.md`` has the definitions).
@@ -93,7 +95,7 @@ LEGEND = (
     "iAD, iAI: improved Average Drop (score lost at 1/16, 1/8, 1/4, 1/2 of the image, beyond "
     "the score's jitter; negative = a rise) and Increase (jitter-softened count of rises); "
     "Ins, Del: RISE insertion, deletion AUC; MoRF, LeRF: ROAD most / least relevant first; "
-    "EPG: energy pointing game; PG: pointing game."
+    "EPG: energy pointing game; PG: pointing game; GPG: grid pointing game (grid items only)."
 )
 
 
@@ -105,7 +107,8 @@ def score_batch(
     tolerance: int,
     road_fractions: Sequence[float] = DEFAULT_FRACTIONS,
 ) -> dict[str, torch.Tensor]:
-    """Every metric of :data:`METRICS` for one batch of maps, each ``(N,)``."""
+    """Every metric of :data:`METRICS` for one batch of maps, each ``(N,)``; the grid
+    pointing game only for grid items (those with a :attr:`Batch.cell`)."""
     image, target = batch.image, batch.target
     values = confidence_metrics(model, image, maps, target=target)
     values["insertion"] = insertion_auc(model, image, maps, target=target, n_steps=n_steps)
@@ -117,6 +120,8 @@ def score_batch(
         values[key] = road(model, image, maps, target=target, fractions=road_fractions)
     values["energy_pointing_game"] = energy_pointing_game(maps, batch.mask)
     values["pointing_game"] = pointing_game(maps, batch.mask, tolerance=tolerance)
+    if batch.cell is not None:
+        values["grid_pointing_game"] = grid_pointing_game(maps, batch.cell)
     return values
 
 
@@ -181,7 +186,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, li
             rows = [r for r in records if r["split"] == split and r["method"] == method]
             if rows:
                 summary[split][method] = {
-                    key: list(_mean_and_error([r[key] for r in rows]))
+                    key: list(_mean_and_error([r.get(key, math.nan) for r in rows]))
                     for key in ["seconds", *(m.key for m in METRICS)]
                 }
     return summary
@@ -205,6 +210,9 @@ def markdown_table(split_summary: dict[str, dict[str, list[float]]]) -> str:
         cells = [method, f"{values['seconds'][0]:.4f}"]
         for metric in METRICS:
             mean, error = values[metric.key]
+            if math.isnan(mean):
+                cells.append("–")  # not scored on this split
+                continue
             text = f"{mean:.3f} ± {error:.3f}"
             tied = round(mean, 3) == round(best[metric.key], 3)  # as printed
             cells.append(f"**{text}**" if tied else text)
@@ -268,7 +276,7 @@ def _load_setup(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, str, li
             args.model, weights=None, num_classes=args.num_classes
         )
         if args.weights is not None:
-            network.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+            _load_weights(network, args)
         try:
             layer = network.get_submodule(args.layer)
         except AttributeError:
@@ -294,6 +302,24 @@ def _load_setup(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, str, li
         f"{args.arch}_{layer_name}",
         [s for s in splits if len(s)],
     )
+
+
+def _load_weights(network: nn.Module, args: argparse.Namespace) -> None:
+    """Loads ``--weights`` into ``network``; a shape mismatch names ``--num-classes``."""
+    state = torch.load(args.weights, map_location="cpu", weights_only=True)
+    expected = network.state_dict()
+    mismatched = [
+        f"{key} {tuple(value.shape)} (the model has {tuple(expected[key].shape)})"
+        for key, value in state.items()
+        if key in expected and value.shape != expected[key].shape
+    ]
+    if mismatched:
+        raise SystemExit(
+            f"--weights {args.weights} do not fit {args.model} with --num-classes "
+            f"{args.num_classes}: {', '.join(mismatched)}; pass the number of classes "
+            "the weights were trained for with --num-classes"
+        )
+    network.load_state_dict(state)
 
 
 def _reference_statistics(
@@ -338,7 +364,9 @@ def _figure(
         for source, example in zip(items, examples, strict=True)
         for target in example.target
     ]
-    figure = compare_methods(batch.image.cpu(), maps, batch.mask.cpu(), row_titles=titles)
+    figure = compare_methods(
+        batch.image.cpu(), maps, batch.mask.cpu(), row_titles=titles, use_pyplot=False
+    )
     figure.savefig(path, dpi=110)
 
 

@@ -21,7 +21,7 @@ from captum_infocam.benchmark.methods import METHODS
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
 from captum_infocam.metrics import saliency_maps
 
-__all__ = ["CASCADES", "add_arguments", "rank_correlation", "run_sanity"]
+__all__ = ["CASCADES", "add_arguments", "randomised", "rank_correlation", "run_sanity"]
 
 #: Modules re-initialised at each step, from the output backwards.
 CASCADES = {
@@ -47,7 +47,8 @@ def rank_correlation(first: Tensor, second: Tensor) -> Tensor:
     return torch.where(constant, torch.full_like(correlation, math.nan), correlation)
 
 
-def _randomised(model: nn.Module, names: list[str], seed: int) -> nn.Module:
+def randomised(model: nn.Module, names: list[str], seed: int) -> nn.Module:
+    """A copy of ``model`` with the modules ``names`` re-initialised (seeded), in eval mode."""
     copy_ = copy.deepcopy(model)
     torch.manual_seed(seed)
     for name in names:
@@ -78,10 +79,10 @@ def run_sanity(args: argparse.Namespace) -> None:
     print("| randomised up to | " + " | ".join(args.methods) + " |")
     print("|" + " --- |" * (len(args.methods) + 1))
     for step in range(1, len(cascade) + 1):
-        randomised = _randomised(model, cascade[:step], args.seed)
+        network = randomised(model, cascade[:step], args.seed)
         cells = []
         for method in args.methods:
-            correlation = rank_correlation(reference[method], maps(randomised, method))
+            correlation = rank_correlation(reference[method], maps(network, method))
             valid = correlation[~torch.isnan(correlation)]
             cells.append(f"{valid.mean():.3f} (n = {len(valid)})" if len(valid) else "all constant")
         print(f"| {cascade[step - 1]} | " + " | ".join(cells) + " |")

@@ -19,7 +19,12 @@ from captum_infocam.metrics.confidence import (
     improved_average_drop,
     improved_average_increase,
 )
-from captum_infocam.metrics.localization import boxes_to_mask, energy_pointing_game, pointing_game
+from captum_infocam.metrics.localization import (
+    boxes_to_mask,
+    energy_pointing_game,
+    grid_pointing_game,
+    pointing_game,
+)
 from captum_infocam.metrics.perturbation import deletion_auc, insertion_auc, rise_blur
 from captum_infocam.metrics.road import (
     noisy_linear_imputation,
@@ -37,6 +42,7 @@ __all__ = [
     "confidence_scores",
     "deletion_auc",
     "energy_pointing_game",
+    "grid_pointing_game",
     "improved_average_drop",
     "improved_average_increase",
     "insertion_auc",

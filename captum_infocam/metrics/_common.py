@@ -17,6 +17,7 @@ from torch import Tensor
 
 from captum_infocam._targets import check_target, select, target_index
 from captum_infocam._validation import check_choice, check_int, format_inputs
+from captum_infocam.outputs import output_scores
 
 __all__ = [
     "SCORE_FUNCTIONS",
@@ -56,6 +57,31 @@ def image_input(inputs: Union[Tensor, tuple[Tensor, ...]]) -> Tensor:
         shapes = [tuple(x.shape) for x in formatted]
         raise ValueError(f"inputs must be one (N, C, H, W) image batch, got shapes {shapes}")
     return formatted[0]
+
+
+def upsampled_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
+    """Turns attributions into maps ``(N, H, W)`` of the input size, not normalised.
+
+    ``(N, C, h, w)`` attributions are stripped of NaN and infinite values (set to
+    0, before upsampling, so that a bad cell does not spread to its neighbours),
+    summed over channels (``(N, h, w)`` taken as is) and upsampled bilinearly to
+    ``size`` if needed: :func:`saliency_maps` without its normalisation.
+    """
+    if not isinstance(attributions, Tensor):
+        raise TypeError(f"attributions must be a tensor, got {type(attributions).__name__}")
+    if attributions.dim() == 3:
+        attributions = attributions[:, None]
+    if attributions.dim() != 4 or len(attributions) != num_examples:
+        raise ValueError(
+            f"attributions must be (N, C, h, w) or (N, h, w) with N = {num_examples}, "
+            f"got shape {tuple(attributions.shape)}"
+        )
+    if not attributions.is_floating_point():
+        attributions = attributions.float()
+    maps = attributions.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).sum(1, keepdim=True)
+    if tuple(maps.shape[-2:]) != tuple(size):
+        maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    return maps[:, 0]
 
 
 def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
@@ -100,25 +126,6 @@ def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int
     low = maps.amin((1, 2), keepdim=True)
     span = maps.amax((1, 2), keepdim=True) - low
     return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
-
-
-def upsampled_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
-    """:func:`saliency_maps` before the min-max normalisation: ``(N, H, W)``, raw values."""
-    if not isinstance(attributions, Tensor):
-        raise TypeError(f"attributions must be a tensor, got {type(attributions).__name__}")
-    if attributions.dim() == 3:
-        attributions = attributions[:, None]
-    if attributions.dim() != 4 or len(attributions) != num_examples:
-        raise ValueError(
-            f"attributions must be (N, C, h, w) or (N, h, w) with N = {num_examples}, "
-            f"got shape {tuple(attributions.shape)}"
-        )
-    if not attributions.is_floating_point():
-        attributions = attributions.float()
-    maps = attributions.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).sum(1, keepdim=True)
-    if tuple(maps.shape[-2:]) != tuple(size):
-        maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
-    return maps[:, 0]
 
 
 def check_probabilities(scores: Tensor, metric: str) -> None:
@@ -190,10 +197,7 @@ class TargetScorer:
             else arg
             for arg in self.additional_forward_args or ()
         )
-        output = self.forward_func(batch, *extra)
-        if not isinstance(output, Tensor):
-            raise ValueError(f"forward_func must return a tensor, got {type(output).__name__}")
-        scores = self.score_fn(output)
+        scores = self.score_fn(output_scores(self.forward_func(batch, *extra)))
         if self._index is None:
             self._index = target_index(self._target, self.num_examples, scores.shape, scores.device)
         return select(scores, self._index[examples])

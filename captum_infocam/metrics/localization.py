@@ -14,6 +14,13 @@ the mask (bilinear).
 * Pointing game (Zhang et al., 2016): 1 if a maximum of the map lies within
   ``tolerance`` pixels (Euclidean) of the object, else 0. Ties count as a hit if
   any maximum is within the tolerance; a constant map points nowhere and scores 0.
+* Grid pointing game (Böhle et al., B-cos networks, 2022): on a grid of images
+  of different classes, explained for the class of one cell, the share of the
+  map's *positive* attribution inside that cell,
+  :math:`\sum_{p \in \text{cell}} L_p^+ / \sum_p L_p^+ \in [0, 1]`: the energy
+  pointing game with the cell as the object, on the raw map (a min-max floor
+  would count as attribution everywhere); a map with no positive value scores
+  the cell's share of the image, as a uniform map would.
 
 An image whose object has no pixel (an empty mask, or boxes outside the image)
 scores NaN, as in Quantus; average with ``torch.nanmean``.
@@ -30,7 +37,7 @@ from torch import Tensor
 from captum_infocam._validation import check_choice, check_int
 from captum_infocam.metrics._common import higher_is_better, saliency_maps, upsampled_maps
 
-__all__ = ["boxes_to_mask", "energy_pointing_game", "pointing_game"]
+__all__ = ["boxes_to_mask", "energy_pointing_game", "grid_pointing_game", "pointing_game"]
 
 Boxes = Union[Tensor, Sequence[Tensor]]
 
@@ -74,6 +81,12 @@ def _object_mask(
     if mask is not None:
         if not isinstance(mask, Tensor) or mask.dim() not in (3, 4):
             raise ValueError("mask must be a (N, H, W) or (N, 1, H, W) tensor")
+        if mask.is_floating_point() and not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError(
+                "a floating-point mask must hold only 0 and 1, got values in "
+                f"[{float(mask.min()):.3g}, {float(mask.max()):.3g}]: were attributions and "
+                "mask swapped? The map comes first, then the mask"
+            )
         return (mask[:, 0] if mask.dim() == 4 else mask) != 0
     if image_size is None:
         raise ValueError("image_size=(H, W) is needed with boxes")
@@ -113,7 +126,8 @@ def energy_pointing_game(
 
     Args:
         attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or ``(N, h, w)``.
-        mask (Tensor, optional): object mask ``(N, H, W)``, any non-zero value inside.
+        mask (Tensor, optional): object mask ``(N, H, W)``: boolean, integer
+            (any non-zero value inside) or floating-point 0/1.
         boxes (Tensor or sequence of Tensor, optional): instead of ``mask``; see
             :func:`boxes_to_mask`.
         image_size (tuple[int, int], optional): ``(H, W)``, needed with ``boxes``.
@@ -178,3 +192,31 @@ def pointing_game(
         reach = near[:, 0] > 0.5
     hit = (maxima & reach).flatten(1).any(1).to(maps.dtype)
     return _nan_where_empty(hit, region)
+
+
+@higher_is_better(True)
+def grid_pointing_game(attributions: Tensor, mask: Tensor) -> Tensor:
+    """Share of the positive attribution inside the explained cell of a grid, per example.
+
+    :func:`energy_pointing_game` on the raw map, with the cell as the object.
+
+    Args:
+        attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` (summed over
+            channels) or ``(N, h, w)``, upsampled bilinearly to the mask's size.
+        mask (Tensor): the cell of the explained class, ``(N, H, W)``, non-zero
+            inside.
+
+    Returns:
+        Tensor ``(N,)`` in ``[0, 1]`` on the attributions' device; NaN where the
+        cell is empty.
+
+    Examples::
+
+        >>> cell = torch.zeros(1, 128, 128, dtype=torch.bool)
+        >>> cell[:, :64, :64] = True  # the top-left cell of a 2 x 2 grid
+        >>> grid_pointing_game(torch.ones(1, 1, 8, 8), cell)
+        tensor([0.2500])
+    """
+    if not isinstance(mask, Tensor) or mask.dim() != 3:
+        raise ValueError("mask must be a (N, H, W) tensor marking each example's cell")
+    return energy_pointing_game(attributions, mask)

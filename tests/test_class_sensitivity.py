@@ -1,0 +1,86 @@
+"""Does InfoCAM explain the model and the class? Sanity checks on the shipped networks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from captum_infocam import InfoCAM
+from captum_infocam.benchmark.items import ShapesItems
+from captum_infocam.benchmark.sanity import randomised, rank_correlation
+from captum_infocam.benchmark.zoo import LAYERS, load_model
+from captum_infocam.dsib import fit_dsib
+from captum_infocam.likelihood import resolve_likelihood
+from captum_infocam.metrics._common import saliency_maps
+from captum_infocam.prior import prior_moments
+
+pytestmark = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
+
+
+def _spearman_after_randomising_the_classifier(arch: str, **settings) -> float:
+    model = load_model(arch)
+    batch = ShapesItems("single", 30, seed=0).load(range(30))
+    layer = LAYERS[arch]["last"]
+
+    def maps(network: torch.nn.Module) -> torch.Tensor:
+        cam = InfoCAM(network, network.get_submodule(layer))
+        attr = cam.attribute(batch.image, target=batch.target, **settings)
+        return saliency_maps(attr, (64, 64), len(attr)).flatten(1)
+
+    correlation = rank_correlation(maps(model), maps(randomised(model, ["fc"], seed=0)))
+    return float(correlation.nanmean())
+
+
+@pytest.mark.parametrize("arch", ["resnet", "vgg"])
+def test_randomising_the_classifier_changes_the_map(arch: str) -> None:
+    # Adebayo et al. (2018): a map that survives a random classifier explains the input only.
+    assert _spearman_after_randomising_the_classifier(arch) < 0.4
+    # The single fit's positive weights outline the objects whatever the classifier does.
+    assert _spearman_after_randomising_the_classifier(arch, contrast="none") > 0.8
+
+
+@pytest.mark.parametrize("arch", ["resnet", "vgg"])
+def test_the_evidence_term_moves_the_weights(arch: str) -> None:
+    # Remove the discriminative term of the loss (the log-odds of Z_d no longer depend on
+    # the gates) with β and γ kept: the channel weights and maps must change substantially.
+    model = load_model(arch)
+    layer = model.get_submodule(LAYERS[arch]["last"])
+    batch = ShapesItems("single", 16, seed=0).load(range(16))
+    activations = []
+    handle = layer.register_forward_hook(lambda module, args, out: activations.append(out))
+    with torch.no_grad():
+        model(batch.image)
+    handle.remove()
+    (value,) = activations
+    mean, std = prior_moments("zero", value)
+    head = torch.nn.Sequential(model.avgpool, torch.nn.Flatten(), model.fc)
+    samples, fits = 2, 2
+    index = batch.target.repeat_interleave(fits * 2 * samples)[:, None]
+    target_log_odds = resolve_likelihood("softmax")
+
+    def log_odds(z: torch.Tensor) -> torch.Tensor:
+        return target_log_odds(head(z), index)
+
+    def without_evidence(z: torch.Tensor) -> torch.Tensor:
+        rows = log_odds(z).view(-1, fits, 2, samples)  # sample, fit, stream, draw
+        return torch.stack([rows[:, :, 0].detach(), rows[:, :, 1]], 2).flatten()
+
+    settings = dict(n_samples=samples, steps=10, lr=1.0, beta=1.0, gamma=1.0, alpha_init=5.0)
+    weights, maps = [], []
+    for function in (log_odds, without_evidence):
+        fit = fit_dsib(
+            value,
+            function,
+            mean,
+            std,
+            evidence="log_odds",
+            complement=True,
+            generator=torch.Generator().manual_seed(0),
+            **settings,
+        )
+        weights.append(fit.gates - fit.complement.gates)
+        maps.append((weights[-1][..., None, None] * value).sum(1).relu().flatten(1))
+    changed = ((weights[0] - weights[1]).abs() > 0.5).float().mean()
+    assert changed > 0.15, f"only {changed:.0%} of the channel weights moved"
+    relative = (maps[0] - maps[1]).abs().amax(1) / maps[0].amax(1)
+    assert relative.median() > 0.05

@@ -1,0 +1,29 @@
+"""The HTML reference builds without a warning (``make docs``), with the API and the
+tutorials' stored figures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_html_reference_builds_without_warnings(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-q"]
+    built = subprocess.run(
+        [*command, "-c", "docs", ".", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    api = (tmp_path / "docs" / "api.html").read_text()
+    for name in ("InfoCAM.attribute", "output_scores", "show_overlay", "energy_pointing_game"):
+        assert name in api, f"{name} is missing from the API reference"
+    for tutorial in (ROOT / "tutorials").glob("*.ipynb"):
+        page = (tmp_path / "tutorials" / f"{tutorial.stem}.html").read_text()
+        assert "<img" in page, f"{tutorial.name}: its stored figures are not rendered"
+    assert (tmp_path / "index.html").exists() and (tmp_path / "README.html").exists()
