@@ -82,13 +82,11 @@ DEAD_ZONE = 2 * math.sqrt(2)
 class ConfidenceScores(NamedTuple):
     """Target scores on the inputs' device; ``None`` where they were not asked for.
 
-    Attributes:
-        original (Tensor): ``(N,)``, :math:`Y`, on the images.
-        masked (Tensor, optional): ``(N,)``, :math:`O`, on the images times the map.
-        retained (Tensor, optional): ``(B, N)``, :math:`O_b`, on the images reduced
-            to the map's top pixels at each of the ``B`` budgets.
-        noisy (Tensor, optional): ``(J, N)``, on ``J`` copies of the images under
-            imperceptible noise.
+    ``original`` ``(N,)`` is :math:`Y`, on the images; ``masked`` ``(N,)`` is
+    :math:`O`, on the images times the map; ``retained`` ``(B, N)`` holds
+    :math:`O_b`, on the images reduced to the map's top pixels at each of the
+    ``B`` budgets; ``noisy`` ``(J, N)`` the scores of ``J`` copies of the images
+    under imperceptible noise.
     """
 
     original: Tensor
@@ -458,8 +456,15 @@ def improved_average_drop(
     default).
 
     Args:
-        forward_func, inputs, attributions, target, additional_forward_args,
-        score_fn, max_examples_per_batch: as :func:`average_drop`.
+        forward_func (Callable): the model.
+        inputs (Tensor): images ``(N, C, H, W)``.
+        attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or
+            ``(N, h, w)``; see :func:`~captum_infocam.metrics.saliency_maps`.
+        target (int, tuple, Tensor, or list, optional): Captum target.
+        additional_forward_args (Any, optional): further arguments of the model.
+        score_fn (str or Callable, optional): ``"softmax"``, ``"sigmoid"`` or a
+            callable returning probabilities. Default: ``"softmax"``
+        max_examples_per_batch (int, optional): most images per forward pass.
         budgets (sequence of float, optional): retention budgets, fractions of
             the image in (0, 1]. Default: ``(1/16, 1/8, 1/4, 1/2)``
         noise_copies (int, optional): noisy copies per image that estimate
@@ -524,9 +529,23 @@ def improved_average_increase(
     hard count. Same forward passes as :func:`improved_average_drop`.
 
     Args:
-        forward_func, inputs, attributions, target, additional_forward_args,
-        score_fn, max_examples_per_batch: as :func:`average_drop` (any scores).
-        budgets, noise_copies, noise_scale, seed: as :func:`improved_average_drop`.
+        forward_func (Callable): the model.
+        inputs (Tensor): images ``(N, C, H, W)``.
+        attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or
+            ``(N, h, w)``; see :func:`~captum_infocam.metrics.saliency_maps`.
+        target (int, tuple, Tensor, or list, optional): Captum target.
+        additional_forward_args (Any, optional): further arguments of the model.
+        score_fn (str or Callable, optional): ``"softmax"``, ``"sigmoid"``,
+            ``"identity"`` or a callable applied to the output: any scores.
+            Default: ``"softmax"``
+        max_examples_per_batch (int, optional): most images per forward pass.
+        budgets (sequence of float, optional): retention budgets, fractions of
+            the image in (0, 1]. Default: ``(1/16, 1/8, 1/4, 1/2)``
+        noise_copies (int, optional): noisy copies per image that estimate
+            :math:`\sigma`; 0 makes the count a hard count. Default: 4
+        noise_scale (float, optional): their Gaussian noise, in units of each
+            image's standard deviation. Default: 0.03
+        seed (int, optional): seed of the noise. Default: 0
 
     Returns:
         Tensor ``(N,)`` on the inputs' device.
