@@ -87,15 +87,16 @@ def main() -> None:
     print(
         "| metric | passes | seconds | bare forwards (s) | ratio |\n| --- | --- | --- | --- | --- |"
     )
-    baselines: dict[int, float] = {}
     for metric, kwargs, passes in metrics:
-        if passes not in baselines:
-            total = passes * args.images
-            baselines[passes] = clock(functools.partial(bare_forwards, total), device, args.repeats)
+        # The baseline is timed right before its metric, so that a change in the machine's
+        # load between the two (a shared CPU) skews the ratio as little as possible.
+        baseline = clock(
+            functools.partial(bare_forwards, passes * args.images), device, args.repeats
+        )
         seconds = clock(functools.partial(metric, model, x, maps, **kwargs), device, args.repeats)
         print(
-            f"| {metric.__name__} | {passes} | {seconds:.3f} | {baselines[passes]:.3f} | "
-            f"{seconds / baselines[passes]:.2f} |"
+            f"| {metric.__name__} | {passes} | {seconds:.3f} | {baseline:.3f} | "
+            f"{seconds / baseline:.2f} |"
         )
 
 
