@@ -194,10 +194,13 @@ def test_complement_keeps_the_evidence_against_the_target() -> None:
     weight = torch.tensor([[3.0, 2.0, -2.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     activations = torch.ones(1, 4, 6, 6)
     mean, std = torch.zeros(1, 4, 1, 1), torch.ones(1, 4, 1, 1)
-    fit = fit_dsib(activations, _linear_log_odds(weight), mean, std, **_CONTRAST)
+    generator = torch.Generator().manual_seed(0)  # over 30 seeds: gates 0.89-0.94, 0.01-0.02
+    fit = fit_dsib(
+        activations, _linear_log_odds(weight), mean, std, generator=generator, **_CONTRAST
+    )
     for_, against = fit.gates[0], fit.complement.gates[0]
-    assert (for_[:2] > 0.9).all() and (for_[2:] < 0.1).all()
-    assert against[2] > 0.9 and (against[[0, 1, 3]] < 0.1).all()
+    assert (for_[:2] > 0.85).all() and (for_[2:] < 0.1).all()
+    assert against[2] > 0.85 and (against[[0, 1, 3]] < 0.1).all()
     assert fit.p_discriminative > 0.9 and fit.complement.p_discriminative > 0.5
     weights = channel_maps(fit, "gates", activations, mean, std)[0, :, 0, 0]
     torch.testing.assert_close(weights, for_ - against)

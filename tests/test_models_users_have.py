@@ -150,7 +150,7 @@ MODELS: dict[str, Callable[[], ModelCase]] = {
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_hugging_face_and_timm_models_give_the_gated_sum_of_their_layer(name: str) -> None:
+def test_hugging_face_and_timm_models_give_the_weighted_sum_of_their_layer(name: str) -> None:
     torch.manual_seed(0)
     model, layer, layout, input_side, side = MODELS[name]()
     x = torch.randn(2, 3, input_side, input_side)
@@ -158,14 +158,16 @@ def test_hugging_face_and_timm_models_give_the_gated_sum_of_their_layer(name: st
     attr = cam.attribute(x, target=[1, 3])  # a CollapsedFitWarning fails the test (setup.cfg)
     assert attr.shape == (2, 1, side, side)
     assert not cam.last_fit.collapsed.any()
-    # The map is ReLU(sum_c gate_c * A_c) of the layer's value, read here with a plain hook.
+    # The map is ReLU(sum_c (gate_c - complement gate_c) * A_c) of the layer's value, read here
+    # with a plain hook.
     values = []
     handle = layer.register_forward_hook(lambda module, args, out: values.append(out))
     with torch.no_grad():
         model(x)
     handle.remove()
     maps = layout.to_maps(values[0]) if layout else values[0]
-    expected = (cam.last_fit.gates[..., None, None] * maps).sum(1, keepdim=True).relu()
+    weights = cam.last_fit.gates - cam.last_fit.complement.gates
+    expected = (weights[..., None, None] * maps).sum(1, keepdim=True).relu()
     torch.testing.assert_close(attr, expected)
 
 
