@@ -1,4 +1,4 @@
-"""``python -m captum_infocam.benchmark {run,sanity,train,sweep}``.
+"""``python -m captum_infocam.benchmark {run,sanity,train,sweep,meta}``.
 
 * ``run`` (what ``make demo`` calls): compares InfoCAM with the classic CAMs on
   every metric, prints a markdown table and writes per-image results and a
@@ -6,13 +6,14 @@
 * ``sanity``: the model-randomisation check.
 * ``train``: retrains a shipped network reproducibly.
 * ``sweep``: the sweep of InfoCAM's settings that chose its defaults.
+* ``meta``: the meta-evaluation of the confidence metrics (``docs/metrics.md``).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from captum_infocam.benchmark import run, sanity, sweep, train
+from captum_infocam.benchmark import meta, run, sanity, sweep, train
 
 #: The commands: name, the module that owns its arguments and handler (``add_arguments``),
 #: and a one-line help. This module only assembles them.
@@ -21,6 +22,7 @@ COMMANDS = {
     "sanity": (sanity, "model-randomisation check"),
     "train": (train, "retrain a shipped network"),
     "sweep": (sweep, "the sweep of InfoCAM's settings that chose its defaults"),
+    "meta": (meta, "meta-evaluation of the classic and improved confidence metrics"),
 }
 
 

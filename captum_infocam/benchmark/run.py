@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import torch
 import torch.distributed as dist
@@ -30,53 +30,94 @@ from captum_infocam.benchmark.items import Batch, FolderItems, GridItems, Shapes
 from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS, Explainer
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
 from captum_infocam.metrics import (
+    average_drop,
+    average_gain,
+    average_increase,
     confidence_metrics,
     deletion_auc,
     energy_pointing_game,
     grid_pointing_game,
+    improved_average_drop,
+    improved_average_increase,
     insertion_auc,
     pointing_game,
+    road_least_relevant_first,
+    road_most_relevant_first,
 )
+from captum_infocam.metrics.road import DEFAULT_FRACTIONS
 
-__all__ = ["METRICS", "add_arguments", "evaluate", "summarise"]
+__all__ = [
+    "LEGEND",
+    "METRICS",
+    "add_arguments",
+    "evaluate",
+    "parse_fractions",
+    "score_batch",
+    "summarise",
+]
 
 Items = Union[ShapesItems, FolderItems, GridItems]
 
 
 @dataclass(frozen=True)
 class MetricColumn:
+    """A column of the table: the record's key, its label, and the metric function."""
+
     key: str
     label: str
-    higher_is_better: bool
+    function: Callable[..., Any]
+
+    @property
+    def higher_is_better(self) -> bool:
+        """The function's own ``higher_is_better``."""
+        return bool(self.function.higher_is_better)  # type: ignore[attr-defined]
 
 
 #: The table's metric columns, in order.
 METRICS = [
-    MetricColumn("average_drop", "AD", False),
-    MetricColumn("average_increase", "AI", True),
-    MetricColumn("average_gain", "AG", True),
-    MetricColumn("improved_average_drop", "iAD", False),
-    MetricColumn("improved_average_increase", "iAI", True),
-    MetricColumn("insertion", "Ins", True),
-    MetricColumn("deletion", "Del", False),
-    MetricColumn("energy_pointing_game", "EPG", True),
-    MetricColumn("pointing_game", "PG", True),
-    MetricColumn("grid_pointing_game", "GPG", True),
+    MetricColumn("average_drop", "AD", average_drop),
+    MetricColumn("average_increase", "AI", average_increase),
+    MetricColumn("average_gain", "AG", average_gain),
+    MetricColumn("improved_average_drop", "iAD", improved_average_drop),
+    MetricColumn("improved_average_increase", "iAI", improved_average_increase),
+    MetricColumn("insertion", "Ins", insertion_auc),
+    MetricColumn("deletion", "Del", deletion_auc),
+    MetricColumn("road_most_relevant_first", "MoRF", road_most_relevant_first),
+    MetricColumn("road_least_relevant_first", "LeRF", road_least_relevant_first),
+    MetricColumn("energy_pointing_game", "EPG", energy_pointing_game),
+    MetricColumn("pointing_game", "PG", pointing_game),
+    MetricColumn("grid_pointing_game", "GPG", grid_pointing_game),
 ]
+
+#: What each column is, printed under the tables (``docs/metrics.md`` has the definitions).
+LEGEND = (
+    "AD, AI, AG: classic Average Drop, Increase, Gain (map times image); "
+    "iAD, iAI: improved Average Drop (score lost at 1/16, 1/8, 1/4, 1/2 of the image, beyond "
+    "the score's jitter; negative = a rise) and Increase (jitter-softened count of rises); "
+    "Ins, Del: RISE insertion, deletion AUC; MoRF, LeRF: ROAD most / least relevant first; "
+    "EPG: energy pointing game; PG: pointing game; GPG: grid pointing game (grid items only)."
+)
 
 
 def score_batch(
-    model: nn.Module, batch: Batch, maps: torch.Tensor, n_steps: int, tolerance: int
+    model: nn.Module,
+    batch: Batch,
+    maps: torch.Tensor,
+    n_steps: int,
+    tolerance: int,
+    road_fractions: Sequence[float] = DEFAULT_FRACTIONS,
 ) -> dict[str, torch.Tensor]:
     """Every metric of :data:`METRICS` for one batch of maps, each ``(N,)``; the grid
     pointing game only for grid items (those with a :attr:`Batch.cell`)."""
-    values = confidence_metrics(model, batch.image, maps, target=batch.target)
-    values["insertion"] = insertion_auc(
-        model, batch.image, maps, target=batch.target, n_steps=n_steps
-    )
-    values["deletion"] = deletion_auc(
-        model, batch.image, maps, target=batch.target, n_steps=n_steps
-    )
+    image, target = batch.image, batch.target
+    values = confidence_metrics(model, image, maps, target=target)
+    values["insertion"] = insertion_auc(model, image, maps, target=target, n_steps=n_steps)
+    values["deletion"] = deletion_auc(model, image, maps, target=target, n_steps=n_steps)
+    for key, road in (
+        ("road_most_relevant_first", road_most_relevant_first),
+        ("road_least_relevant_first", road_least_relevant_first),
+    ):
+        values[key] = road(model, image, maps, target=target, fractions=road_fractions)
     values["energy_pointing_game"] = energy_pointing_game(maps, batch.mask)
     values["pointing_game"] = pointing_game(maps, batch.mask, tolerance=tolerance)
     if batch.cell is not None:
@@ -94,6 +135,7 @@ def evaluate(
     device: torch.device,
     rank: int = 0,
     world_size: int = 1,
+    road_fractions: Sequence[float] = DEFAULT_FRACTIONS,
 ) -> list[dict[str, Any]]:
     """Per-item records of this process's share of ``items``."""
     starts = range(0, len(items), batch_size)
@@ -106,7 +148,9 @@ def evaluate(
             seconds /= len(indices)
             values = {
                 k: v.tolist()
-                for k, v in score_batch(model, batch, maps, n_steps, tolerance).items()
+                for k, v in score_batch(
+                    model, batch, maps, n_steps, tolerance, road_fractions
+                ).items()
             }
             for row, key in enumerate(batch.keys):
                 records.append(
@@ -174,6 +218,11 @@ def markdown_table(split_summary: dict[str, dict[str, list[float]]]) -> str:
             cells.append(f"**{text}**" if tied else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def parse_fractions(text: str) -> tuple[float, ...]:
+    """``"0.1,0.5"`` to ``(0.1, 0.5)``: the ``--road-fractions`` argument."""
+    return tuple(float(part) for part in text.split(","))
 
 
 def _parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
@@ -347,6 +396,7 @@ def _run(args: argparse.Namespace) -> None:
             device,
             rank,
             world_size,
+            road_fractions=args.road_fractions,
         )
     records = _gather(records, rank, world_size)
     if rank != 0:
@@ -371,6 +421,7 @@ def _run(args: argparse.Namespace) -> None:
         count = sum(r["split"] == split for r in records) // len(args.methods)
         print(f"\n### {split} ({count} items)\n")
         print(markdown_table(split_summary))
+    print(f"\n{LEGEND}")
     # One figure of same-sized images: the grids (twice as wide) are left out.
     pictured = [source for source in sources if source.split != GridItems.split]
     if not args.no_figure and pictured:
@@ -410,6 +461,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=25)
     parser.add_argument("--n-steps", type=int, default=16, help="insertion/deletion steps")
+    parser.add_argument(
+        "--road-fractions",
+        type=parse_fractions,
+        default=DEFAULT_FRACTIONS,
+        help="comma-separated fractions ROAD removes (default 0.1,...,0.9)",
+    )
     parser.add_argument(
         "--tolerance",
         type=int,

@@ -23,6 +23,7 @@ __all__ = [
     "SCORE_FUNCTIONS",
     "ScoreFunction",
     "TargetScorer",
+    "check_probabilities",
     "higher_is_better",
     "image_input",
     "saliency_maps",
@@ -61,9 +62,10 @@ def image_input(inputs: Union[Tensor, tuple[Tensor, ...]]) -> Tensor:
 def upsampled_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
     """Turns attributions into maps ``(N, H, W)`` of the input size, not normalised.
 
-    ``(N, C, h, w)`` attributions are summed over channels (``(N, h, w)`` taken as
-    is), upsampled bilinearly to ``size`` if needed, and stripped of NaN and
-    infinite values (set to 0): :func:`saliency_maps` without its normalisation.
+    ``(N, C, h, w)`` attributions are stripped of NaN and infinite values (set to
+    0, before upsampling, so that a bad cell does not spread to its neighbours),
+    summed over channels (``(N, h, w)`` taken as is) and upsampled bilinearly to
+    ``size`` if needed: :func:`saliency_maps` without its normalisation.
     """
     if not isinstance(attributions, Tensor):
         raise TypeError(f"attributions must be a tensor, got {type(attributions).__name__}")
@@ -76,21 +78,22 @@ def upsampled_maps(attributions: Tensor, size: tuple[int, int], num_examples: in
         )
     if not attributions.is_floating_point():
         attributions = attributions.float()
-    maps = attributions.sum(1, keepdim=True)
+    maps = attributions.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).sum(1, keepdim=True)
     if tuple(maps.shape[-2:]) != tuple(size):
         maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
-    return maps[:, 0].nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    return maps[:, 0]
 
 
 def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
     r"""The maps as every metric of :mod:`captum_infocam.metrics` sees them.
 
     Attributions ``(N, C, h, w)`` are summed over channels (``(N, h, w)`` are
-    taken as one channel), upsampled bilinearly to ``size`` if they have another
-    size (``align_corners=False``), stripped of NaN and infinite values (set to
-    0), and min-max normalised per example to :math:`[0, 1]`. A constant map
-    becomes all zeros. Any method's maps work: layer-sized CAMs and input-sized
-    saliency alike.
+    taken as one channel), stripped of NaN and infinite values (set to 0, before
+    upsampling, so that a bad cell does not spread to its neighbours), upsampled
+    bilinearly to ``size`` if they have another size (``align_corners=False``),
+    and min-max normalised per example to :math:`[0, 1]`. A constant map becomes
+    all zeros. Any method's maps work: layer-sized CAMs and input-sized saliency
+    alike.
 
     Args:
         attributions (Tensor): maps ``(N, C, h, w)`` or ``(N, h, w)``, e.g. the
@@ -123,6 +126,23 @@ def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int
     low = maps.amin((1, 2), keepdim=True)
     span = maps.amax((1, 2), keepdim=True) - low
     return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
+
+
+def check_probabilities(scores: Tensor, metric: str) -> None:
+    """Raises unless every score lies in ``[0, 1]`` (one host synchronisation).
+
+    The bounds of ``metric`` are proved for probabilities; other scores (logits
+    through ``score_fn="identity"``) would make them meaningless.
+    """
+    inside = (scores >= 0) & (scores <= 1)
+    if not bool(inside.all()):
+        finite = scores[torch.isfinite(scores)]
+        seen = f"[{finite.min():.4g}, {finite.max():.4g}]" if len(finite) else "no finite value"
+        nan = " and NaN" if len(finite) < scores.numel() else ""
+        raise ValueError(
+            f"score_fn must give probabilities in [0, 1] for {metric}, got scores in {seen}{nan}; "
+            "use score_fn='softmax', 'sigmoid' or a callable that returns probabilities"
+        )
 
 
 def _resolve_score_fn(score_fn: Union[str, ScoreFunction]) -> ScoreFunction:

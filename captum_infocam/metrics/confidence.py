@@ -1,55 +1,62 @@
-r"""Confidence metrics: what happens to the target's score when only the map's pixels remain.
+r"""Confidence metrics: the target's score when only part of the image is kept.
 
-Notation: :math:`Y` is the target's score (by default its softmax probability) on
-the image :math:`x`; :math:`O` the score on :math:`\hat L \odot x`, the image
-multiplied by the saliency map :math:`\hat L` (upsampled to the image and min-max
-normalised to :math:`[0, 1]` per example); :math:`Y_0` the score on the fully
-removed image :math:`0 \odot x`.
+Notation (``docs/metrics.md`` has the derivations): :math:`Y` is the target's
+score (by default its softmax probability) on the image :math:`x`; :math:`O` the
+score on :math:`\hat L \odot x`, the image multiplied by the saliency map
+:math:`\hat L` (upsampled and min-max normalised to :math:`[0, 1]`); :math:`O_b`
+the score on :math:`R_b \odot x`, where :math:`R_b` keeps the map's top pixels
+up to a retention budget :math:`b` (a fraction of the image; tied pixels share
+what is left of the budget, so every map keeps exactly :math:`bHW` pixels'
+worth); :math:`\sigma` the target score's jitter: the root-mean-square change of
+:math:`Y` over ``noise_copies`` copies of :math:`x` under imperceptible Gaussian
+noise, scored in the same batched forward pass.
 
-Classic forms (Chattopadhyay et al., Grad-CAM++, 2018), averaged over a data set
-by the caller:
+Classic forms (Chattopadhyay et al., Grad-CAM++, 2018), exactly as published:
 
-* Average Drop :math:`\max(0, Y - O) / Y \in [0, 1]`: :math:`O \ge 0` bounds
-  the numerator by :math:`Y`.
-* Average Increase :math:`\mathbb{1}[O > Y] \in \{0, 1\}`.
-* Average Gain :math:`\max(0, O - Y) / (1 - Y) \in [0, 1]`: :math:`O \le 1`
-  bounds the numerator by :math:`1 - Y`.
+* Average Drop :math:`\max(0, Y - O) / Y \in [0, 1]`, lower is better.
+* Average Increase :math:`\mathbb{1}[O > Y] \in \{0, 1\}`, higher is better.
+* Average Gain :math:`\max(0, O - Y) / (1 - Y) \in [0, 1]`, higher is better.
 
-Improved forms (the InfoCAM paper claims explicit bounds and less sensitivity to
-fluctuations of the output scores; these formulas are this package's choice):
+Improved forms (this package's; the InfoCAM paper claims explicit bounds and
+less sensitivity to output-score fluctuations but gives no formula):
 
-* Improved Average Drop
-  :math:`\operatorname{clip}\big((Y - O) / (Y - Y_0), 0, 1\big)`: the drop
-  relative to what removing the whole image costs, so a model that is already
-  unsure without the image does not inflate it. Clipping gives the bounds
-  :math:`[0, 1]`. Where :math:`Y - Y_0 \le 10^{-6}`, removing everything costs
-  nothing and the drop is 0.
-* Improved Average Increase :math:`\mathbb{1}[O > Y + \tau] \in \{0, 1\}`: an
-  increase counts only beyond a tolerance :math:`\tau` (default 0.01), so score
-  jitter of a confident model does not count as an increase.
+* Improved Average Drop, the mean over budgets of the drop :math:`Y - O_b`
+  shrunk towards 0 by the dead zone :math:`2\sqrt{2}\sigma`; in
+  :math:`[-(1 - Y), Y] \subseteq [-1, 1]`, 1-Lipschitz in the kept images'
+  scores (the classic drop is :math:`1/Y`-Lipschitz in :math:`O`), lower is
+  better, negative where the kept pixels raise the score.
+* Improved Average Increase, the mean over budgets of
+  :math:`\Phi\big((O_b - Y) / (\sqrt{2}\sigma)\big) \in [0, 1]`: a count of
+  increases softened by the jitter, free of the score's scale, higher is better.
 
-Every denominator is guarded; scores are probabilities unless ``score_fn`` says
-otherwise (the bounds of the gain and of the classic drop need scores in
-:math:`[0, 1]`).
+The classic drop and gain and the improved drop need probabilities and raise a
+``ValueError`` naming ``score_fn`` for scores outside :math:`[0, 1]`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Union
+import math
+from numbers import Real
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import torch
 from captum._utils.typing import TargetType
 from torch import Tensor
 
+from captum_infocam._validation import check_int, check_real
 from captum_infocam.metrics._common import (
     ScoreFunction,
     TargetScorer,
+    check_probabilities,
     higher_is_better,
     image_input,
     saliency_maps,
 )
 
 __all__ = [
+    "DEFAULT_BUDGETS",
+    "DEFAULT_NOISE_COPIES",
+    "DEFAULT_NOISE_SCALE",
     "ConfidenceScores",
     "average_drop",
     "average_gain",
@@ -60,17 +67,49 @@ __all__ = [
     "improved_average_increase",
 ]
 
-_MIN_RANGE = 1e-6
-DEFAULT_TOLERANCE = 0.01
+#: Retention budgets of the improved metrics: each doubles the kept area.
+DEFAULT_BUDGETS = (1 / 16, 1 / 8, 1 / 4, 1 / 2)
+#: Noisy copies of each image that estimate the score's jitter.
+DEFAULT_NOISE_COPIES = 4
+#: Their noise: Gaussian, this many times each image's own standard deviation
+#: (about 2/255 on a [0, 1] image of standard deviation 0.25).
+DEFAULT_NOISE_SCALE = 0.03
+#: The dead zone of the improved drop, in units of the jitter: two standard
+#: deviations of the difference of two scores that each jitter by sigma.
+DEAD_ZONE = 2 * math.sqrt(2)
 
 
 class ConfidenceScores(NamedTuple):
-    """Target scores, each ``(N,)``: on the image, on the masked image, and on the
-    removed image (``None`` where it was not asked for)."""
+    """Target scores on the inputs' device; ``None`` where they were not asked for.
+
+    ``original`` ``(N,)`` is :math:`Y`, on the images; ``masked`` ``(N,)`` is
+    :math:`O`, on the images times the map; ``retained`` ``(B, N)`` holds
+    :math:`O_b`, on the images reduced to the map's top pixels at each of the
+    ``B`` budgets; ``noisy`` ``(J, N)`` the scores of ``J`` copies of the images
+    under imperceptible noise.
+    """
 
     original: Tensor
-    masked: Tensor
-    removed: Optional[Tensor]
+    masked: Optional[Tensor] = None
+    retained: Optional[Tensor] = None
+    noisy: Optional[Tensor] = None
+
+
+def _check_budgets(budgets: Sequence[float]) -> tuple[float, ...]:
+    if not isinstance(budgets, (tuple, list)) or not all(
+        isinstance(b, Real) and not isinstance(b, bool) and 0 < b <= 1 for b in budgets
+    ):
+        raise ValueError(f"budgets must be a sequence of fractions in (0, 1], got {budgets!r}")
+    return tuple(float(b) for b in budgets)
+
+
+def _tie_counts(maps: Tensor) -> tuple[Tensor, Tensor]:
+    """For each pixel of ``maps (N, P)``: how many pixels are greater, and how many equal."""
+    flat = maps.to(torch.promote_types(maps.dtype, torch.float32))
+    ascending = flat.sort(1).values
+    at_most = torch.searchsorted(ascending, flat, right=True)
+    below = torch.searchsorted(ascending, flat, right=False)
+    return (flat.shape[1] - at_most).to(flat.dtype), (at_most - below).to(flat.dtype)
 
 
 def confidence_scores(
@@ -81,148 +120,383 @@ def confidence_scores(
     additional_forward_args: Any = None,
     score_fn: Union[str, ScoreFunction] = "softmax",
     max_examples_per_batch: Optional[int] = None,
-    with_removed: bool = True,
+    *,
+    masked: bool = True,
+    budgets: Sequence[float] = DEFAULT_BUDGETS,
+    noise_copies: int = DEFAULT_NOISE_COPIES,
+    noise_scale: float = DEFAULT_NOISE_SCALE,
+    seed: int = 0,
 ) -> ConfidenceScores:
-    r"""Computes :math:`Y`, :math:`O` and :math:`Y_0` (a forward pass over the batch each).
+    r"""Scores :math:`Y`, :math:`O`, :math:`O_b` and the noisy copies in one batched pass.
+
+    Every image is one row of the same chunked forward pass: ``N`` originals,
+    ``N`` masked images (``masked``), ``N`` per budget and ``N`` per noisy copy.
+    At budget :math:`b` pixel :math:`p` is kept with weight
+    :math:`\mathrm{clip}((bHW - G_p) / E_p, 0, 1)`, :math:`G_p` the number of
+    pixels of the map above it and :math:`E_p` the number equal to it, and the
+    rest is set to 0 (as the classic :math:`\hat L \odot x` does). The noise is
+    drawn once per call from a generator seeded by ``seed`` (the global random
+    state is untouched), shared by all images and scaled by each image's
+    standard deviation, so a batch of ``N`` scores as ``N`` batches of 1.
 
     Args:
         forward_func (Callable): the model.
         inputs (Tensor): images ``(N, C, H, W)``.
         attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or
-            ``(N, h, w)``; summed over channels, upsampled and min-max normalised.
+            ``(N, h, w)``; see :func:`~captum_infocam.metrics.saliency_maps`.
         target (int, tuple, Tensor, or list, optional): Captum target.
         additional_forward_args (Any, optional): further arguments of the model.
         score_fn (str or Callable, optional): ``"softmax"``, ``"sigmoid"``,
             ``"identity"`` or a callable applied to the output. Default: ``"softmax"``
         max_examples_per_batch (int, optional): most images per forward pass.
-        with_removed (bool, optional): also score the removed image, :math:`Y_0`
-            (only the improved drop needs it). Default: True
+            Default: all images of the call in one pass.
+        masked (bool, optional): score :math:`O`. Default: True
+        budgets (sequence of float, optional): retention budgets in (0, 1];
+            empty to skip :math:`O_b`. Default: :data:`DEFAULT_BUDGETS`
+        noise_copies (int, optional): noisy copies per image; 0 to skip.
+            Default: :data:`DEFAULT_NOISE_COPIES`
+        noise_scale (float, optional): the noise's standard deviation in units of
+            each image's standard deviation. Default: :data:`DEFAULT_NOISE_SCALE`
+        seed (int, optional): seed of the noise. Default: 0
 
     Returns:
-        :class:`ConfidenceScores` on the inputs' device.
+        :class:`ConfidenceScores`.
+
+    Examples::
+
+        >>> scores = confidence_scores(model, x, cam.attribute(x, target=y), target=y)
+        >>> scores.retained.shape  # (budgets, N)
+        torch.Size([4, 8])
     """
     x = image_input(inputs)
-    maps = saliency_maps(attributions, x.shape[-2:], len(x))
+    budgets = _check_budgets(budgets)
+    check_int("noise_copies", noise_copies, 0)
+    check_real("noise_scale", noise_scale, 0.0)
+    check_int("seed", seed, 0)
+    num_examples, channels, height, width = x.shape
+    maps = saliency_maps(attributions, (height, width), num_examples)
     scorer = TargetScorer(
         forward_func, x, target, additional_forward_args, score_fn, max_examples_per_batch
     )
-    removed = (
-        scorer.score(len(x), lambda jobs: (torch.zeros_like(x[jobs]), jobs))
-        if with_removed
-        else None
-    )
+    first_budget = 1 + masked
+    first_copy = first_budget + len(budgets)
+    slots = first_copy + noise_copies
+    if budgets:
+        greater, equal = _tie_counts(maps.flatten(1))
+        kept_pixels = torch.tensor(budgets, dtype=greater.dtype, device=x.device) * height * width
+    if noise_copies:
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        shape = (noise_copies, channels, height, width)
+        patterns = torch.randn(shape, generator=generator, device=x.device, dtype=dtype)
+        scale = noise_scale * x.flatten(1).to(dtype).std(1)
+
+    def make_batch(jobs: Tensor) -> tuple[Tensor, Tensor]:
+        slot, example = jobs // num_examples, jobs % num_examples
+        weight = torch.ones_like(maps[example])
+        if masked:
+            weight = torch.where((slot == 1)[:, None, None], maps[example], weight)
+        if budgets:
+            budget = (slot - first_budget).clamp(0, len(budgets) - 1)
+            kept = (kept_pixels[budget, None] - greater[example]) / equal[example]
+            in_budget = (slot >= first_budget) & (slot < first_copy)
+            weight = torch.where(
+                in_budget[:, None, None], kept.clamp(0, 1).view_as(weight).to(weight), weight
+            )
+        batch = weight[:, None] * x[example]
+        if noise_copies:
+            copy = (slot - first_copy).clamp(0, noise_copies - 1)
+            noisy = (slot >= first_copy).to(scale) * scale[example]
+            batch = batch + patterns[copy] * noisy[:, None, None, None]
+        return batch, example
+
+    scores = scorer.score(slots * num_examples, make_batch).view(slots, num_examples)
     return ConfidenceScores(
-        original=scorer.original(),
-        masked=scorer.score(len(x), lambda jobs: (maps[jobs, None] * x[jobs], jobs)),
-        removed=removed,
+        original=scores[0],
+        masked=scores[1] if masked else None,
+        retained=scores[first_budget:first_copy] if budgets else None,
+        noisy=scores[first_copy:] if noise_copies else None,
     )
 
 
-def _drop(scores: ConfidenceScores) -> Tensor:
+# --- formulas ----------------------------------------------------------------------------
+
+
+def _tiny(value: Tensor) -> float:
+    return torch.finfo(value.dtype).tiny
+
+
+def _average_drop(scores: ConfidenceScores) -> Tensor:
     y, o = scores.original, scores.masked
-    return (y - o).clamp_min(0) / y.clamp_min(torch.finfo(y.dtype).tiny)
+    assert o is not None, "confidence_scores(masked=True) gives O"
+    return (y - o).clamp_min(0) / y.clamp_min(_tiny(y))
 
 
-def _increase(scores: ConfidenceScores) -> Tensor:
-    return (scores.masked > scores.original).to(scores.original.dtype)
-
-
-def _gain(scores: ConfidenceScores) -> Tensor:
+def _average_increase(scores: ConfidenceScores) -> Tensor:
     y, o = scores.original, scores.masked
-    return (o - y).clamp_min(0) / (1 - y).clamp_min(torch.finfo(y.dtype).tiny)
+    assert o is not None, "confidence_scores(masked=True) gives O"
+    return (o > y).to(y.dtype)
+
+
+def _average_gain(scores: ConfidenceScores) -> Tensor:
+    y, o = scores.original, scores.masked
+    assert o is not None, "confidence_scores(masked=True) gives O"
+    return (o - y).clamp_min(0) / (1 - y).clamp_min(_tiny(y))
+
+
+def _jitter(scores: ConfidenceScores) -> Tensor:
+    """sigma: the root-mean-square change of Y over the noisy copies (0 without copies)."""
+    if scores.noisy is None:
+        return torch.zeros_like(scores.original)
+    return (scores.noisy - scores.original).square().mean(0).sqrt()
 
 
 def _improved_drop(scores: ConfidenceScores) -> Tensor:
-    y, o, y0 = scores
-    assert y0 is not None, "confidence_scores(..., with_removed=True) gives Y0"
-    cost = y - y0
-    relative = ((y - o) / cost.clamp_min(_MIN_RANGE)).clamp(0, 1)
-    return torch.where(cost > _MIN_RANGE, relative, torch.zeros_like(relative))
+    assert scores.retained is not None, "confidence_scores(budgets=...) gives O_b"
+    change = scores.original - scores.retained
+    beyond = (change.abs() - DEAD_ZONE * _jitter(scores)).clamp_min(0)
+    return (change.sign() * beyond).mean(0)
 
 
-def _improved_increase(scores: ConfidenceScores, tolerance: float) -> Tensor:
-    return (scores.masked > scores.original + tolerance).to(scores.original.dtype)
+def _improved_increase(scores: ConfidenceScores) -> Tensor:
+    assert scores.retained is not None, "confidence_scores(budgets=...) gives O_b"
+    jitter = _jitter(scores)
+    spread = math.sqrt(2) * jitter.clamp_min(torch.finfo(jitter.dtype).eps)
+    return torch.special.ndtr((scores.retained - scores.original) / spread).mean(0)
 
 
-_SIGNATURE_DOC = """
+def _probabilities(scores: ConfidenceScores, metric: str) -> ConfidenceScores:
+    check_probabilities(torch.cat([s.flatten() for s in scores if s is not None]), metric)
+    return scores
+
+
+def _improved_budgets(budgets: Sequence[float]) -> Sequence[float]:
+    if isinstance(budgets, (tuple, list)) and not budgets:
+        raise ValueError("budgets must hold at least one budget for the improved metrics")
+    return budgets
+
+
+def _improved_scores(
+    forward_func: Callable[..., Tensor],
+    inputs: Union[Tensor, tuple[Tensor, ...]],
+    attributions: Tensor,
+    target: TargetType,
+    additional_forward_args: Any,
+    score_fn: Union[str, ScoreFunction],
+    max_examples_per_batch: Optional[int],
+    budgets: Sequence[float],
+    noise_copies: int,
+    noise_scale: float,
+    seed: int,
+) -> ConfidenceScores:
+    return confidence_scores(
+        forward_func,
+        inputs,
+        attributions,
+        target,
+        additional_forward_args,
+        score_fn,
+        max_examples_per_batch,
+        masked=False,
+        budgets=_improved_budgets(budgets),
+        noise_copies=noise_copies,
+        noise_scale=noise_scale,
+        seed=seed,
+    )
+
+
+# --- the metrics -------------------------------------------------------------------------
+
+
+@higher_is_better(False)
+def average_drop(
+    forward_func: Callable[..., Tensor],
+    inputs: Union[Tensor, tuple[Tensor, ...]],
+    attributions: Tensor,
+    target: TargetType = None,
+    additional_forward_args: Any = None,
+    score_fn: Union[str, ScoreFunction] = "softmax",
+    max_examples_per_batch: Optional[int] = None,
+) -> Tensor:
+    r"""Average Drop (Grad-CAM++) :math:`\max(0, Y - O) / Y`, in :math:`[0, 1]`; lower is better.
+
+    Two forward passes over the batch (:math:`Y` and :math:`O`).
+
     Args:
         forward_func (Callable): the model.
         inputs (Tensor): images ``(N, C, H, W)``.
-        attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or ``(N, h, w)``.
+        attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or
+            ``(N, h, w)``; see :func:`~captum_infocam.metrics.saliency_maps`.
         target (int, tuple, Tensor, or list, optional): Captum target.
         additional_forward_args (Any, optional): further arguments of the model.
-        score_fn (str or Callable, optional): see :func:`confidence_scores`.
+        score_fn (str or Callable, optional): ``"softmax"``, ``"sigmoid"`` or a
+            callable returning probabilities. Default: ``"softmax"``
         max_examples_per_batch (int, optional): most images per forward pass.
 
     Returns:
         Tensor ``(N,)`` on the inputs' device.
-"""
 
+    Raises:
+        ValueError: if ``score_fn`` gives scores outside :math:`[0, 1]`.
 
-def _confidence_metric(
-    name: str,
-    formula: Callable[[ConfidenceScores], Tensor],
-    doc: str,
-    better_high: bool,
-    with_removed: bool = False,
-) -> Callable[..., Tensor]:
-    """Builds the public metric ``name`` that applies ``formula`` to :func:`confidence_scores`.
+    Examples::
 
-    Only a formula that reads :math:`Y_0` (``with_removed``) pays its forward pass.
+        >>> average_drop(model, x, cam.attribute(x, target=y), target=y).mean()
     """
-
-    def metric(
-        forward_func: Callable[..., Tensor],
-        inputs: Union[Tensor, tuple[Tensor, ...]],
-        attributions: Tensor,
-        target: TargetType = None,
-        additional_forward_args: Any = None,
-        score_fn: Union[str, ScoreFunction] = "softmax",
-        max_examples_per_batch: Optional[int] = None,
-    ) -> Tensor:
-        return formula(
-            confidence_scores(
-                forward_func,
-                inputs,
-                attributions,
-                target,
-                additional_forward_args,
-                score_fn,
-                max_examples_per_batch,
-                with_removed,
-            )
-        )
-
-    metric.__doc__ = doc + _SIGNATURE_DOC
-    metric.__name__ = metric.__qualname__ = name
-    return higher_is_better(better_high)(metric)
+    scores = confidence_scores(
+        forward_func,
+        inputs,
+        attributions,
+        target,
+        additional_forward_args,
+        score_fn,
+        max_examples_per_batch,
+        budgets=(),
+        noise_copies=0,
+    )
+    return _average_drop(_probabilities(scores, "average_drop"))
 
 
-average_drop = _confidence_metric(
-    "average_drop",
-    _drop,
-    r"""Average Drop :math:`\max(0, Y - O) / Y`, in :math:`[0, 1]`; lower is better.""",
-    False,
-)
-average_increase = _confidence_metric(
-    "average_increase",
-    _increase,
-    r"""Average Increase :math:`\mathbb{1}[O > Y]`; higher is better.""",
-    True,
-)
-average_gain = _confidence_metric(
-    "average_gain",
-    _gain,
-    r"""Average Gain :math:`\max(0, O - Y) / (1 - Y)`, in :math:`[0, 1]`; higher is better.""",
-    True,
-)
-improved_average_drop = _confidence_metric(
-    "improved_average_drop",
-    _improved_drop,
-    r"""Improved Average Drop :math:`\mathrm{clip}((Y - O)/(Y - Y_0), 0, 1)`; lower is better.""",
-    False,
-    with_removed=True,
-)
+@higher_is_better(True)
+def average_increase(
+    forward_func: Callable[..., Tensor],
+    inputs: Union[Tensor, tuple[Tensor, ...]],
+    attributions: Tensor,
+    target: TargetType = None,
+    additional_forward_args: Any = None,
+    score_fn: Union[str, ScoreFunction] = "softmax",
+    max_examples_per_batch: Optional[int] = None,
+) -> Tensor:
+    r"""Average Increase (Grad-CAM++) :math:`\mathbb{1}[O > Y] \in \{0, 1\}`; higher is better.
+
+    Two forward passes over the batch; any score (no bound depends on it).
+    The arguments are those of :func:`average_drop`.
+
+    Examples::
+
+        >>> average_increase(model, x, cam.attribute(x, target=y), target=y).mean()
+    """
+    scores = confidence_scores(
+        forward_func,
+        inputs,
+        attributions,
+        target,
+        additional_forward_args,
+        score_fn,
+        max_examples_per_batch,
+        budgets=(),
+        noise_copies=0,
+    )
+    return _average_increase(scores)
+
+
+@higher_is_better(True)
+def average_gain(
+    forward_func: Callable[..., Tensor],
+    inputs: Union[Tensor, tuple[Tensor, ...]],
+    attributions: Tensor,
+    target: TargetType = None,
+    additional_forward_args: Any = None,
+    score_fn: Union[str, ScoreFunction] = "softmax",
+    max_examples_per_batch: Optional[int] = None,
+) -> Tensor:
+    r"""Average Gain :math:`\max(0, O - Y) / (1 - Y)`, in :math:`[0, 1]`; higher is better.
+
+    The magnitude form of the increase (Zhang et al., Opti-CAM, 2024). Two
+    forward passes over the batch. The arguments are those of
+    :func:`average_drop`; scores outside :math:`[0, 1]` raise a ``ValueError``.
+
+    Examples::
+
+        >>> average_gain(model, x, cam.attribute(x, target=y), target=y).mean()
+    """
+    scores = confidence_scores(
+        forward_func,
+        inputs,
+        attributions,
+        target,
+        additional_forward_args,
+        score_fn,
+        max_examples_per_batch,
+        budgets=(),
+        noise_copies=0,
+    )
+    return _average_gain(_probabilities(scores, "average_gain"))
+
+
+@higher_is_better(False)
+def improved_average_drop(
+    forward_func: Callable[..., Tensor],
+    inputs: Union[Tensor, tuple[Tensor, ...]],
+    attributions: Tensor,
+    target: TargetType = None,
+    additional_forward_args: Any = None,
+    score_fn: Union[str, ScoreFunction] = "softmax",
+    max_examples_per_batch: Optional[int] = None,
+    budgets: Sequence[float] = DEFAULT_BUDGETS,
+    noise_copies: int = DEFAULT_NOISE_COPIES,
+    noise_scale: float = DEFAULT_NOISE_SCALE,
+    seed: int = 0,
+) -> Tensor:
+    r"""Improved Average Drop: the drop in score at fixed retention budgets, beyond the jitter.
+
+    .. math::
+        \frac{1}{|B|} \sum_{b \in B} \operatorname{sign}(Y - O_b)
+        \max\big(0, |Y - O_b| - 2\sqrt{2}\,\sigma\big)
+        \in [-(1 - Y), Y] \subseteq [-1, 1]
+
+    Lower is better; negative where the map's top pixels raise the score. Every
+    map keeps the same area at each budget, so a map that keeps (almost) the
+    whole image has no advantage; changes smaller than the dead zone are the
+    model's own jitter and count as 0; no score is divided, so a change of
+    :math:`\epsilon` in the :math:`O_b` moves the result by at most
+    :math:`\epsilon` (the classic drop moves by up to :math:`\epsilon / Y`; in
+    :math:`Y` the bound is :math:`(1 + 2\sqrt{2})\epsilon`, see
+    ``docs/metrics.md``). ``1 + |B| + J`` forward passes over the batch (9 by
+    default).
+
+    Args:
+        forward_func (Callable): the model.
+        inputs (Tensor): images ``(N, C, H, W)``.
+        attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or
+            ``(N, h, w)``; see :func:`~captum_infocam.metrics.saliency_maps`.
+        target (int, tuple, Tensor, or list, optional): Captum target.
+        additional_forward_args (Any, optional): further arguments of the model.
+        score_fn (str or Callable, optional): ``"softmax"``, ``"sigmoid"`` or a
+            callable returning probabilities. Default: ``"softmax"``
+        max_examples_per_batch (int, optional): most images per forward pass.
+        budgets (sequence of float, optional): retention budgets, fractions of
+            the image in (0, 1]. Default: ``(1/16, 1/8, 1/4, 1/2)``
+        noise_copies (int, optional): noisy copies per image that estimate
+            :math:`\sigma`; 0 turns the dead zone off. Default: 4
+        noise_scale (float, optional): their Gaussian noise, in units of each
+            image's standard deviation. Default: 0.03
+        seed (int, optional): seed of the noise. Default: 0
+
+    Returns:
+        Tensor ``(N,)`` on the inputs' device.
+
+    Raises:
+        ValueError: if ``score_fn`` gives scores outside :math:`[0, 1]`.
+
+    Examples::
+
+        >>> improved_average_drop(model, x, cam.attribute(x, target=y), target=y).mean()
+    """
+    scores = _improved_scores(
+        forward_func,
+        inputs,
+        attributions,
+        target,
+        additional_forward_args,
+        score_fn,
+        max_examples_per_batch,
+        budgets,
+        noise_copies,
+        noise_scale,
+        seed,
+    )
+    return _improved_drop(_probabilities(scores, "improved_average_drop"))
 
 
 @higher_is_better(True)
@@ -234,16 +508,53 @@ def improved_average_increase(
     additional_forward_args: Any = None,
     score_fn: Union[str, ScoreFunction] = "softmax",
     max_examples_per_batch: Optional[int] = None,
-    tolerance: float = DEFAULT_TOLERANCE,
+    budgets: Sequence[float] = DEFAULT_BUDGETS,
+    noise_copies: int = DEFAULT_NOISE_COPIES,
+    noise_scale: float = DEFAULT_NOISE_SCALE,
+    seed: int = 0,
 ) -> Tensor:
-    r"""Improved Average Increase :math:`\mathbb{1}[O > Y + \tau]`; higher is better.
+    r"""Improved Average Increase: a count of increases softened by the score's jitter.
+
+    .. math::
+        \frac{1}{|B|} \sum_{b \in B}
+        \Phi\Big(\frac{O_b - Y}{\sqrt{2}\,\sigma}\Big) \in [0, 1]
+
+    :math:`\Phi` is the standard normal distribution function: each term is the
+    confidence that the rise is more than jitter, 1/2 for no change. A change of
+    the scores by one jitter :math:`\sigma` moves each term by at most
+    :math:`1/(2\sqrt{\pi}) \approx 0.28` (the classic increase jumps by 1).
+    Higher is better. The ratio of a score change to the score's own jitter does
+    not depend on the scale of ``score_fn``, so any scores work (logits too);
+    :math:`\sigma` is floored at the dtype's epsilon, where the count becomes a
+    hard count. Same forward passes as :func:`improved_average_drop`.
 
     Args:
-        tolerance (float, optional): :math:`\tau`, in score units. Default: 0.01
+        forward_func (Callable): the model.
+        inputs (Tensor): images ``(N, C, H, W)``.
+        attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or
+            ``(N, h, w)``; see :func:`~captum_infocam.metrics.saliency_maps`.
+        target (int, tuple, Tensor, or list, optional): Captum target.
+        additional_forward_args (Any, optional): further arguments of the model.
+        score_fn (str or Callable, optional): ``"softmax"``, ``"sigmoid"``,
+            ``"identity"`` or a callable applied to the output: any scores.
+            Default: ``"softmax"``
+        max_examples_per_batch (int, optional): most images per forward pass.
+        budgets (sequence of float, optional): retention budgets, fractions of
+            the image in (0, 1]. Default: ``(1/16, 1/8, 1/4, 1/2)``
+        noise_copies (int, optional): noisy copies per image that estimate
+            :math:`\sigma`; 0 makes the count a hard count. Default: 4
+        noise_scale (float, optional): their Gaussian noise, in units of each
+            image's standard deviation. Default: 0.03
+        seed (int, optional): seed of the noise. Default: 0
 
-    See :func:`average_drop` for the other arguments.
+    Returns:
+        Tensor ``(N,)`` on the inputs' device.
+
+    Examples::
+
+        >>> improved_average_increase(model, x, cam.attribute(x, target=y), target=y).mean()
     """
-    scores = confidence_scores(
+    scores = _improved_scores(
         forward_func,
         inputs,
         attributions,
@@ -251,9 +562,12 @@ def improved_average_increase(
         additional_forward_args,
         score_fn,
         max_examples_per_batch,
-        with_removed=False,
+        budgets,
+        noise_copies,
+        noise_scale,
+        seed,
     )
-    return _improved_increase(scores, tolerance)
+    return _improved_increase(scores)
 
 
 def confidence_metrics(
@@ -264,12 +578,23 @@ def confidence_metrics(
     additional_forward_args: Any = None,
     score_fn: Union[str, ScoreFunction] = "softmax",
     max_examples_per_batch: Optional[int] = None,
-    tolerance: float = DEFAULT_TOLERANCE,
+    budgets: Sequence[float] = DEFAULT_BUDGETS,
+    noise_copies: int = DEFAULT_NOISE_COPIES,
+    noise_scale: float = DEFAULT_NOISE_SCALE,
+    seed: int = 0,
 ) -> dict[str, Tensor]:
-    """All five confidence metrics from one set of forward passes.
+    """All five confidence metrics from one batched pass (``2 + |B| + J`` images per example).
+
+    The arguments are those of :func:`improved_average_drop`; the values equal
+    the five functions' own.
 
     Returns:
-        dict from the metric function's name to its ``(N,)`` tensor.
+        dict from each metric function's name to its ``(N,)`` tensor.
+
+    Examples::
+
+        >>> values = confidence_metrics(model, x, cam.attribute(x, target=y), target=y)
+        >>> values["improved_average_drop"].mean()
     """
     scores = confidence_scores(
         forward_func,
@@ -279,11 +604,16 @@ def confidence_metrics(
         additional_forward_args,
         score_fn,
         max_examples_per_batch,
+        budgets=_improved_budgets(budgets),
+        noise_copies=noise_copies,
+        noise_scale=noise_scale,
+        seed=seed,
     )
+    _probabilities(scores, "average_drop, average_gain and improved_average_drop")
     return {
-        "average_drop": _drop(scores),
-        "average_increase": _increase(scores),
-        "average_gain": _gain(scores),
+        "average_drop": _average_drop(scores),
+        "average_increase": _average_increase(scores),
+        "average_gain": _average_gain(scores),
         "improved_average_drop": _improved_drop(scores),
-        "improved_average_increase": _improved_increase(scores, tolerance),
+        "improved_average_increase": _improved_increase(scores),
     }

@@ -3,22 +3,24 @@ r"""Localisation: does the map fall on the object?
 Both metrics take the object as a mask ``(N, H, W)`` or as boxes
 ``(x1, y1, x2, y2)`` in pixel coordinates (a pixel belongs to a box when its
 centre does; several boxes of one image form their union). Maps are upsampled to
-the mask and min-max normalised per example.
+the mask (bilinear).
 
 * Energy-based pointing game (Wang et al., Score-CAM, 2020):
-  :math:`\sum_{p \in \text{object}} \hat L_p / \sum_p \hat L_p \in [0, 1]`. A
-  constant map spreads its energy evenly and scores the object's share of the
-  image.
+  :math:`\sum_{p \in \text{object}} L^+_p / \sum_p L^+_p \in [0, 1]` on the raw
+  map's positive part :math:`L^+`, as Score-CAM and Quantus define it
+  (``normalization="minmax"`` uses the min-max normalised map instead). A
+  constant or all-zero map spreads its energy evenly and scores the object's
+  share of the image.
 * Pointing game (Zhang et al., 2016): 1 if a maximum of the map lies within
   ``tolerance`` pixels (Euclidean) of the object, else 0. Ties count as a hit if
   any maximum is within the tolerance; a constant map points nowhere and scores 0.
 * Grid pointing game (Böhle et al., B-cos networks, 2022): on a grid of images
   of different classes, explained for the class of one cell, the share of the
   map's *positive* attribution inside that cell,
-  :math:`\sum_{p \in \text{cell}} L_p^+ / \sum_p L_p^+ \in [0, 1]`. Unlike the
-  two above it does not min-max normalise (a floor would count as attribution
-  everywhere); a map with no positive value scores the cell's share of the image,
-  as a uniform map would.
+  :math:`\sum_{p \in \text{cell}} L_p^+ / \sum_p L_p^+ \in [0, 1]`: the energy
+  pointing game with the cell as the object, on the raw map (a min-max floor
+  would count as attribution everywhere); a map with no positive value scores
+  the cell's share of the image, as a uniform map would.
 
 An image whose object has no pixel (an empty mask, or boxes outside the image)
 scores NaN, as in Quantus; average with ``torch.nanmean``.
@@ -32,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from captum_infocam._validation import check_int
+from captum_infocam._validation import check_choice, check_int
 from captum_infocam.metrics._common import higher_is_better, saliency_maps, upsampled_maps
 
 __all__ = ["boxes_to_mask", "energy_pointing_game", "grid_pointing_game", "pointing_game"]
@@ -114,8 +116,13 @@ def energy_pointing_game(
     *,
     boxes: Optional[Boxes] = None,
     image_size: Optional[tuple[int, int]] = None,
+    normalization: str = "none",
 ) -> Tensor:
     """Share of the map's energy inside the object, per example, in ``[0, 1]``.
+
+    Score-CAM's definition: the positive part of the map as it is, upsampled to
+    the mask. Quantus' ``AttributionLocalisation`` takes absolute values instead
+    (the same for non-negative maps) and scores an all-zero map 0.
 
     Args:
         attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or ``(N, h, w)``.
@@ -124,11 +131,24 @@ def energy_pointing_game(
         boxes (Tensor or sequence of Tensor, optional): instead of ``mask``; see
             :func:`boxes_to_mask`.
         image_size (tuple[int, int], optional): ``(H, W)``, needed with ``boxes``.
+        normalization (str, optional): ``"none"`` (the raw map's positive part)
+            or ``"minmax"`` (each map min-max normalised first, as the other
+            metrics see it). Default: ``"none"``
 
     Returns:
         Tensor ``(N,)`` on the attributions' device; NaN where the object is empty.
+
+    Examples::
+
+        >>> energy_pointing_game(cam.attribute(x, target=y), masks)
     """
-    maps, region = _maps_and_object(attributions, mask, boxes, image_size)
+    check_choice("normalization", normalization, ("none", "minmax"))
+    if normalization == "minmax":
+        maps, region = _maps_and_object(attributions, mask, boxes, image_size)
+    else:
+        region = _object_mask(mask, boxes, image_size)
+        maps = upsampled_maps(attributions, tuple(region.shape[-2:]), len(region)).clamp_min(0)
+        region = region.to(maps.device)
     total = maps.sum((1, 2))
     inside = (maps * region).sum((1, 2))
     uniform = region.to(maps.dtype).mean((1, 2))
@@ -178,6 +198,8 @@ def pointing_game(
 def grid_pointing_game(attributions: Tensor, mask: Tensor) -> Tensor:
     """Share of the positive attribution inside the explained cell of a grid, per example.
 
+    :func:`energy_pointing_game` on the raw map, with the cell as the object.
+
     Args:
         attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` (summed over
             channels) or ``(N, h, w)``, upsampled bilinearly to the mask's size.
@@ -197,11 +219,4 @@ def grid_pointing_game(attributions: Tensor, mask: Tensor) -> Tensor:
     """
     if not isinstance(mask, Tensor) or mask.dim() != 3:
         raise ValueError("mask must be a (N, H, W) tensor marking each example's cell")
-    cell = mask != 0
-    positive = upsampled_maps(attributions, tuple(cell.shape[-2:]), len(cell)).clamp_min(0.0)
-    cell = cell.to(positive.device)
-    total = positive.sum((1, 2))
-    inside = (positive * cell).sum((1, 2))
-    uniform = cell.to(positive.dtype).mean((1, 2))
-    share = torch.where(total > 0, inside / total.clamp_min(torch.finfo(total.dtype).tiny), uniform)
-    return _nan_where_empty(share, cell)
+    return energy_pointing_game(attributions, mask)

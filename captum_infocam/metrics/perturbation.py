@@ -3,10 +3,10 @@ r"""Insertion and deletion (Petsiuk et al., RISE, 2018).
 Pixels are ranked by the saliency map (upsampled to the image, ties broken by
 position). Deletion replaces the most salient pixels first with a substrate
 (zeros by default) and records the target's score after each of ``n_steps``
-equal steps; insertion starts from the substrate (a blurred copy of the image by
-default, Gaussian kernel 11, sigma 5, as in RISE) and restores the most salient
-pixels first. The metric is the area under that curve against the fraction of
-pixels changed, by the trapezoid rule on :math:`[0, 1]`. With probability scores
+equal steps; insertion starts from the substrate (by default RISE's blurred copy
+of the image, see :func:`rise_blur`) and restores the most salient pixels first.
+The metric is the area under that curve against the fraction of pixels changed,
+by the trapezoid rule on :math:`[0, 1]`. With probability scores
 both lie in :math:`[0, 1]`; higher insertion and lower deletion are better.
 
 The unperturbed image is scored once and supplies the first point of the
@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Union
 
 import torch
+import torch.nn.functional as F
 from captum._utils.typing import TargetType
 from torch import Tensor
-from torchvision.transforms.v2.functional import gaussian_blur
 
 from captum_infocam._validation import check_choice, check_int
 from captum_infocam.metrics._common import (
@@ -31,19 +31,55 @@ from captum_infocam.metrics._common import (
     saliency_maps,
 )
 
-__all__ = ["SUBSTRATES", "deletion_auc", "insertion_auc"]
+__all__ = ["SUBSTRATES", "deletion_auc", "insertion_auc", "rise_blur", "rise_kernel"]
 
 Substrate = Union[str, Tensor, Callable[[Tensor], Tensor]]
 
 
-def _blur(x: Tensor) -> Tensor:
-    # RISE's kernel, shrunk for images under 6 pixels (reflect padding needs pad < size).
-    size = min(11, 2 * min(x.shape[-2:]) - 1)
-    return gaussian_blur(x, kernel_size=[size, size], sigma=[5.0, 5.0])
+def rise_kernel(size: int = 11, sigma: float = 5.0) -> Tensor:
+    r"""RISE's blur kernel ``(size, size)``, float64: ``gkern(11, 5)`` of its ``evaluation.py``.
+
+    RISE makes it with ``scipy.ndimage.gaussian_filter(impulse, sigma)`` on a
+    ``size x size`` array holding a unit impulse at its centre. SciPy's filter
+    is a Gaussian truncated at ``4 sigma`` (41 taps for sigma 5), applied along
+    each axis with ``mode="reflect"``: the tails that fall outside the array are
+    folded back into it. The kernel is therefore the outer product of a 1-D
+    profile that sums to 1 and is flatter than a Gaussian of ``sigma``. Computed
+    here in closed form, without SciPy.
+    """
+    radius = int(4.0 * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    gaussian = torch.exp(-0.5 * offsets.square() / sigma**2)
+    gaussian /= gaussian.sum()
+    # Output position i reads the impulse wherever i + offset reflects onto the centre
+    # (reflection about the array's edges: period 2 * size).
+    positions = (torch.arange(size)[:, None] + offsets[None, :].long()) % (2 * size)
+    reflected = torch.where(positions < size, positions, 2 * size - 1 - positions)
+    profile = (gaussian * (reflected == size // 2)).sum(1)
+    return profile[:, None] * profile[None, :]
+
+
+def rise_blur(x: Tensor) -> Tensor:
+    """RISE's insertion substrate: each channel convolved with :func:`rise_kernel`, zero-padded.
+
+    Exactly RISE's ``conv2d(x, gkern(11, 5), padding=5)`` (its kernel blurs each
+    of the three channels on its own); here any number of channels. Zero
+    padding darkens the image's borders, as in RISE.
+
+    Args:
+        x (Tensor): images ``(N, C, H, W)``.
+
+    Returns:
+        Tensor of the same shape, dtype and device.
+    """
+    kernel = rise_kernel().to(device=x.device, dtype=x.dtype)
+    channels = x.shape[1]
+    weight = kernel.expand(channels, 1, *kernel.shape)
+    return F.conv2d(x, weight, padding=kernel.shape[-1] // 2, groups=channels)
 
 
 #: Named substrates: functions of the image batch.
-SUBSTRATES: dict[str, Callable[[Tensor], Tensor]] = {"blur": _blur, "zero": torch.zeros_like}
+SUBSTRATES: dict[str, Callable[[Tensor], Tensor]] = {"blur": rise_blur, "zero": torch.zeros_like}
 
 
 def _substrate(substrate: Substrate, x: Tensor) -> Tensor:
