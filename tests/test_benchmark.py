@@ -365,6 +365,26 @@ def test_folder_boxes_become_the_object_masks(tmp_path: Path) -> None:
     assert torch.equal(batch.mask, expected) and batch.target.tolist() == [0]
 
 
+def test_folder_images_keep_their_proportions(tmp_path: Path) -> None:
+    from PIL import Image, ImageDraw
+
+    from captum_infocam.benchmark.items import FolderItems
+
+    (tmp_path / "a").mkdir()
+    picture = Image.new("RGB", (100, 50))  # twice as wide as high, a white 20 px square
+    ImageDraw.Draw(picture).rectangle([40, 10, 59, 29], fill="white")
+    picture.save(tmp_path / "a" / "x.png")
+    (tmp_path / "boxes.json").write_text(json.dumps({"a/x.png": {"boxes": [[40, 10, 60, 30]]}}))
+    batch = FolderItems(tmp_path, tmp_path / "boxes.json", image_size=20).load([0])
+    # Shorter side to 20 px (0.4 times), then the centre 20 x 20 (columns 10 to 29 of 40):
+    # the square stays a square, 8 x 8 px at rows 4-11 and columns 6-13. Stretching the
+    # image to 20 x 20 would have made it 4 px wide and 8 px high.
+    white = batch.image[0].mean(0) > 0.5
+    rows, columns = white.any(1).nonzero().flatten(), white.any(0).nonzero().flatten()
+    assert (rows.min(), rows.max(), columns.min(), columns.max()) == (4, 11, 6, 13)
+    assert torch.equal(batch.mask[0], white)  # the box followed the image
+
+
 def test_rank_correlation_matches_its_definition() -> None:
     a = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
     b = torch.tensor([[10.0, 30.0, 20.0, 40.0], [1.0, 2.0, 3.0, 4.0]])
