@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -18,8 +19,16 @@ from captum_infocam import InfoCAM
 from captum_infocam.benchmark.__main__ import main
 from captum_infocam.benchmark.data import CLASSES, ShapesDataset
 from captum_infocam.benchmark.items import Batch, GridItems, ShapesItems
-from captum_infocam.benchmark.methods import METHODS
-from captum_infocam.benchmark.run import METRICS, evaluate, markdown_table, summarise
+from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS, SLOW_METHODS
+from captum_infocam.benchmark.run import (
+    COLUMN_HELP,
+    METRICS,
+    add_arguments,
+    evaluate,
+    legend,
+    markdown_table,
+    summarise,
+)
 from captum_infocam.benchmark.sanity import rank_correlation
 from captum_infocam.benchmark.train import accuracy, train
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
@@ -224,12 +233,138 @@ def test_run_prints_the_table_and_writes_the_figure(tmp_path: Path, capsys) -> N
         ]
     )
     printed = capsys.readouterr().out
-    for method in METHODS:
+    for method in DEFAULT_METHODS:
         assert f"| {method} |" in printed
+    assert "| Score-CAM |" not in printed  # slow: only when --methods names it
     assert "### single (2 items)" in printed and "### pair (2 items)" in printed
+    assert printed.index("### pair") < printed.index(legend())  # the legend under the tables
     assert (tmp_path / "resnet_layer3_figure.png").stat().st_size > 10_000
     rows = (tmp_path / "resnet_layer3_records.csv").read_text().splitlines()
-    assert len(rows) == 1 + 4 * len(METHODS)
+    assert len(rows) == 1 + 4 * len(DEFAULT_METHODS)
+
+
+def test_run_says_what_it_measures_before_it_starts(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    printed_before_the_first_map: list[str] = []
+    centre = METHODS["Centre"]
+
+    def watched(model, layer, settings):
+        explain = centre(model, layer, settings)
+
+        def first_call_reads_the_output(batch):
+            if not printed_before_the_first_map:
+                printed_before_the_first_map.append(capsys.readouterr().out)
+            return explain(batch)
+
+        return first_call_reads_the_output
+
+    monkeypatch.setitem(METHODS, "Centre", watched)
+    arguments = ["run", "--images", "2", "--pairs", "1", "--n-steps", "2", "--no-figure"]
+    main(
+        [*arguments, "--methods", "Centre,Grad-CAM", "--infocam", "steps=2", "--out", str(tmp_path)]
+    )
+    (header,) = printed_before_the_first_map
+    assert header.splitlines() == [
+        "Benchmark: resnet, shipped with the package (resnet.pt), explained at layer layer3",
+        "Splits:",
+        "  single: 2 items, 2 one-object images, one item each",
+        "  pair: 2 items, 1 two-object image, each explained for both of its classes",
+        "Methods: Centre, Grad-CAM",
+        "  not run: Score-CAM, slow on a CPU; add it with --methods Centre,Grad-CAM,Score-CAM",
+        "InfoCAM settings: steps=2",
+        "Metrics: AD, AI, AG, iAD, iAI, Ins, Del, EPG, PG, GPG, explained under the tables "
+        "(definitions: docs/metrics.md); insertion and deletion in 2 steps, pointing-game "
+        "tolerance 4 px",
+        f"Device: cpu, 1 process(es), {torch.get_num_threads()} thread(s) each",
+        f"Results: {tmp_path}",
+    ]
+    progress = capsys.readouterr().err  # a bar per split and method, named
+    for bar in ("single · Centre", "single · Grad-CAM", "pair · Centre", "pair · Grad-CAM"):
+        assert f"{bar}: 100%" in progress
+
+
+def test_legend_explains_every_column_of_the_table() -> None:
+    lines = legend().splitlines()
+    labels = ["s/img", *(m.label for m in METRICS)]
+    assert [line.split()[0] for line in lines[: len(labels)]] == labels
+    # A new column needs its line here: the table's columns and the legend's keys agree.
+    assert list(COLUMN_HELP) == ["seconds", *(m.key for m in METRICS)]
+    assert all(len(line) <= 100 for line in lines)
+    assert lines[len(labels)].startswith("↑ higher is better, ↓ lower is better")
+    assert lines[-1].endswith("Definitions: docs/metrics.md")
+    assert (ROOT / "docs" / "metrics.md").exists()
+
+
+def test_the_figure_shows_the_maps_that_were_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import captum_infocam.visualization as visualization
+
+    drawn: dict = {}
+    original = visualization.compare_methods
+
+    def recording(images, maps, masks=None, **kwargs):
+        drawn.update(images=images, maps=maps, masks=masks, titles=kwargs["row_titles"])
+        return original(images, maps, masks, **kwargs)
+
+    monkeypatch.setattr(visualization, "compare_methods", recording)
+    calls = {"InfoCAM": 0, "Grad-CAM": 0}
+    for name in calls:
+
+        def counted(model, layer, settings, factory=METHODS[name], name=name):
+            explain = factory(model, layer, settings)
+
+            def call(batch):
+                calls[name] += 1
+                return explain(batch)
+
+            return call
+
+        monkeypatch.setitem(METHODS, name, counted)
+    main(
+        [
+            *("run", "--images", "1", "--pairs", "2", "--batch-size", "2", "--n-steps", "2"),
+            *("--methods", "InfoCAM,Grad-CAM", "--infocam", "n_samples=2", "steps=2"),
+            *("--out", str(tmp_path)),
+        ]
+    )
+    assert calls == {"InfoCAM": 3, "Grad-CAM": 3}  # once per batch (1 single, 2 pair): no refit
+    # The example: the first two-object image, explained for each of its classes.
+    pair = ShapesItems("pair", 2).load([0, 1])
+    assert torch.equal(drawn["images"], pair.image) and torch.equal(drawn["masks"], pair.mask)
+    names = [list(CLASSES)[int(t)] for t in pair.target]
+    assert drawn["titles"] == [f"pair/0: for {name}" for name in names]
+    model = load_model("resnet")
+    direct = InfoCAM(model, model.layer3).attribute(
+        pair.image, target=pair.target, n_samples=2, steps=2
+    )
+    torch.testing.assert_close(drawn["maps"]["InfoCAM"], direct)
+    records = json.loads((tmp_path / "resnet_layer3_records.json").read_text())
+    assert all("map" not in r for r in records)
+    for name, maps in drawn["maps"].items():
+        scored = [r["energy_pointing_game"] for r in records if r["method"] == name]
+        scored = scored[1:3]  # after the one-object item: pair/0/0, pair/0/1
+        assert energy_pointing_game(maps, pair.mask).tolist() == pytest.approx(scored, rel=1e-6)
+    assert (tmp_path / "resnet_layer3_figure.png").exists()
+
+
+def test_slow_methods_run_only_when_named(tmp_path: Path, capsys) -> None:
+    assert "Score-CAM" in SLOW_METHODS and not set(SLOW_METHODS) & set(DEFAULT_METHODS)
+    assert set(DEFAULT_METHODS) | set(SLOW_METHODS) == set(METHODS)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).methods == DEFAULT_METHODS
+    main(
+        [
+            *("run", "--images", "1", "--pairs", "0", "--n-steps", "2", "--no-figure"),
+            *("--methods", "Grad-CAM,Score-CAM", "--out", str(tmp_path)),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "| Score-CAM |" in printed and "not run" not in printed
+    records = json.loads((tmp_path / "resnet_layer3_records.json").read_text())
+    assert [r["method"] for r in records] == ["Grad-CAM", "Score-CAM"]
 
 
 def test_run_records_equal_direct_metric_calls(tmp_path: Path) -> None:
