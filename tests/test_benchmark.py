@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from captum_infocam.metrics import (
     confidence_metrics,
     deletion_auc,
     energy_pointing_game,
+    grid_pointing_game,
     insertion_auc,
     pointing_game,
 )
@@ -109,6 +111,17 @@ def test_every_method_gives_one_map_per_item(name: str) -> None:
     assert torch.isfinite(maps).all()
 
 
+def test_single_fit_entry_is_infocam_without_the_contrast() -> None:
+    model = load_model("resnet")
+    batch = ShapesItems("pair", images=1).load(range(2))
+    settings = {"n_samples": 2, "steps": 3}
+    single = METHODS["InfoCAM (single fit)"](model, model.layer3, settings)(batch)
+    cam = InfoCAM(model, model.layer3)
+    expected = cam.attribute(batch.image, target=batch.target, contrast="none", **settings)
+    torch.testing.assert_close(single, expected)
+    assert not torch.allclose(single, METHODS["InfoCAM"](model, model.layer3, settings)(batch))
+
+
 def test_random_baseline_depends_only_on_the_item() -> None:
     model = load_model("resnet")
     explain = METHODS["Random"](model, model.layer3, {})
@@ -168,6 +181,8 @@ def _run_command(tmp_path: Path, processes: int) -> list[dict]:
         "5",
         "--pairs",
         "2",
+        "--grids",
+        "1",
         "--batch-size",
         "2",
         "--n-steps",
@@ -209,7 +224,7 @@ def _run_command(tmp_path: Path, processes: int) -> list[dict]:
 def test_two_processes_give_the_same_records_as_one(tmp_path: Path) -> None:
     one = _run_command(tmp_path, 1)
     two = _run_command(tmp_path, 2)
-    assert len(one) == (5 + 2 * 2) * 4
+    assert len(one) == (5 + 2 * 2 + 1 * 4) * 4
     assert one == two
 
 
@@ -220,6 +235,8 @@ def test_run_prints_the_table_and_writes_the_figure(tmp_path: Path, capsys) -> N
             "--images",
             "2",
             "--pairs",
+            "1",
+            "--grids",
             "1",
             "--batch-size",
             "2",
@@ -235,12 +252,17 @@ def test_run_prints_the_table_and_writes_the_figure(tmp_path: Path, capsys) -> N
     printed = capsys.readouterr().out
     for method in DEFAULT_METHODS:
         assert f"| {method} |" in printed
-    assert "| Score-CAM |" not in printed  # slow: only when --methods names it
+    assert "| InfoCAM (single fit) |" not in printed  # compared on request only
     assert "### single (2 items)" in printed and "### pair (2 items)" in printed
-    assert printed.index("### pair") < printed.index(legend())  # the legend under the tables
+    assert "### grid (4 items)" in printed
     assert (tmp_path / "resnet_layer3_figure.png").stat().st_size > 10_000
-    rows = (tmp_path / "resnet_layer3_records.csv").read_text().splitlines()
-    assert len(rows) == 1 + 4 * len(DEFAULT_METHODS)
+    with open(tmp_path / "resnet_layer3_records.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8 * len(DEFAULT_METHODS)
+    # Only grid rows carry the grid pointing game; the others leave its cell empty.
+    assert {r["split"] for r in rows if r["grid_pointing_game"]} == {"grid"}
+    assert "| Score-CAM |" not in printed  # slow: only when --methods names it
+    assert printed.index("### grid") < printed.index(legend())  # the legend under the tables
 
 
 def test_run_says_what_it_measures_before_it_starts(
@@ -260,9 +282,12 @@ def test_run_says_what_it_measures_before_it_starts(
         return first_call_reads_the_output
 
     monkeypatch.setitem(METHODS, "Centre", watched)
-    arguments = ["run", "--images", "2", "--pairs", "1", "--n-steps", "2", "--no-figure"]
     main(
-        [*arguments, "--methods", "Centre,Grad-CAM", "--infocam", "steps=2", "--out", str(tmp_path)]
+        [
+            *("run", "--images", "2", "--pairs", "1", "--grids", "1", "--n-steps", "2"),
+            *("--no-figure", "--methods", "Centre,Grad-CAM", "--infocam", "steps=2"),
+            *("--out", str(tmp_path)),
+        ]
     )
     (header,) = printed_before_the_first_map
     assert header.splitlines() == [
@@ -270,6 +295,7 @@ def test_run_says_what_it_measures_before_it_starts(
         "Splits:",
         "  single: 2 items, 2 one-object images, one item each",
         "  pair: 2 items, 1 two-object image, each explained for both of its classes",
+        "  grid: 4 items, 1 grid of 2 x 2 one-object images, each explained for every cell's class",
         "Methods: Centre, Grad-CAM",
         "  not run: Score-CAM, slow on a CPU; add it with --methods Centre,Grad-CAM,Score-CAM",
         "InfoCAM settings: steps=2",
@@ -280,7 +306,7 @@ def test_run_says_what_it_measures_before_it_starts(
         f"Results: {tmp_path}",
     ]
     progress = capsys.readouterr().err  # a bar per split and method, named
-    for bar in ("single · Centre", "single · Grad-CAM", "pair · Centre", "pair · Grad-CAM"):
+    for bar in ("single · Centre", "pair · Centre", "grid · Centre", "grid · Grad-CAM"):
         assert f"{bar}: 100%" in progress
 
 
@@ -324,40 +350,45 @@ def test_the_figure_shows_the_maps_that_were_scored(
         monkeypatch.setitem(METHODS, name, counted)
     main(
         [
-            *("run", "--images", "1", "--pairs", "2", "--batch-size", "2", "--n-steps", "2"),
-            *("--methods", "InfoCAM,Grad-CAM", "--infocam", "n_samples=2", "steps=2"),
-            *("--out", str(tmp_path)),
+            *("run", "--images", "1", "--pairs", "1", "--grids", "1", "--batch-size", "2"),
+            *("--n-steps", "2", "--methods", "InfoCAM,Grad-CAM"),
+            *("--infocam", "n_samples=2", "steps=2", "--out", str(tmp_path)),
         ]
     )
-    assert calls == {"InfoCAM": 3, "Grad-CAM": 3}  # once per batch (1 single, 2 pair): no refit
-    # The example: the first two-object image, explained for each of its classes.
-    pair = ShapesItems("pair", 2).load([0, 1])
-    assert torch.equal(drawn["images"], pair.image) and torch.equal(drawn["masks"], pair.mask)
-    names = [list(CLASSES)[int(t)] for t in pair.target]
-    assert drawn["titles"] == [f"pair/0: for {name}" for name in names]
+    # Once per batch (1 single, 1 pair, 2 grid): the figure ran no method again.
+    assert calls == {"InfoCAM": 4, "Grad-CAM": 4}
+    # The example: the first grid, explained for the class of each of its cells.
+    grid = GridItems(1).load(range(4))
+    assert torch.equal(drawn["images"], grid.image) and torch.equal(drawn["masks"], grid.mask)
+    names = [list(CLASSES)[int(t)] for t in grid.target]
+    assert drawn["titles"] == [f"grid/0: for {name}" for name in names]
     model = load_model("resnet")
     direct = InfoCAM(model, model.layer3).attribute(
-        pair.image, target=pair.target, n_samples=2, steps=2
+        grid.image, target=grid.target, n_samples=2, steps=2
     )
     torch.testing.assert_close(drawn["maps"]["InfoCAM"], direct)
     records = json.loads((tmp_path / "resnet_layer3_records.json").read_text())
     assert all("map" not in r for r in records)
     for name, maps in drawn["maps"].items():
-        scored = [r["energy_pointing_game"] for r in records if r["method"] == name]
-        scored = scored[1:3]  # after the one-object item: pair/0/0, pair/0/1
-        assert energy_pointing_game(maps, pair.mask).tolist() == pytest.approx(scored, rel=1e-6)
+        rows = [r for r in records if r["method"] == name and r["split"] == "grid"]
+        assert [r["item"] for r in rows] == grid.keys
+        scored = [r["grid_pointing_game"] for r in rows]
+        assert grid_pointing_game(maps, grid.cell).tolist() == pytest.approx(scored, rel=1e-6)
+        scored = [r["energy_pointing_game"] for r in rows]
+        assert energy_pointing_game(maps, grid.mask).tolist() == pytest.approx(scored, rel=1e-6)
     assert (tmp_path / "resnet_layer3_figure.png").exists()
 
 
 def test_slow_methods_run_only_when_named(tmp_path: Path, capsys) -> None:
     assert "Score-CAM" in SLOW_METHODS and not set(SLOW_METHODS) & set(DEFAULT_METHODS)
-    assert set(DEFAULT_METHODS) | set(SLOW_METHODS) == set(METHODS)
+    assert set(METHODS) - set(DEFAULT_METHODS) == {*SLOW_METHODS, "InfoCAM (single fit)"}
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert parser.parse_args([]).methods == DEFAULT_METHODS
     main(
         [
-            *("run", "--images", "1", "--pairs", "0", "--n-steps", "2", "--no-figure"),
+            *("run", "--images", "1", "--pairs", "0", "--grids", "0", "--n-steps", "2"),
+            "--no-figure",
             *("--methods", "Grad-CAM,Score-CAM", "--out", str(tmp_path)),
         ]
     )
@@ -375,6 +406,8 @@ def test_run_records_equal_direct_metric_calls(tmp_path: Path) -> None:
             "3",
             "--pairs",
             "1",
+            "--grids",
+            "1",
             "--batch-size",
             "2",
             "--n-steps",
@@ -391,8 +424,11 @@ def test_run_records_equal_direct_metric_calls(tmp_path: Path) -> None:
     records = json.loads((tmp_path / "resnet_layer3_records.json").read_text())
     summary = json.loads((tmp_path / "resnet_layer3_summary.json").read_text())
     model = load_model("resnet")
-    for split, images in (("single", 3), ("pair", 1)):
-        batch = ShapesItems(split, images).load(range(images * (1 + (split == "pair"))))
+    sources = [ShapesItems("single", 3), ShapesItems("pair", 1), GridItems(1)]
+    assert list(summary) == ["single", "pair", "grid"]
+    for source in sources:
+        split = source.split
+        batch = source.load(range(len(source)))
         maps = LayerGradCam(model, model.layer3).attribute(
             batch.image, target=batch.target, relu_attributions=True
         )
@@ -406,10 +442,14 @@ def test_run_records_equal_direct_metric_calls(tmp_path: Path) -> None:
         assert [(r["item"], r["target"]) for r in rows] == list(
             zip(batch.keys, batch.target.tolist(), strict=True)
         )
-        # The grid pointing game is scored on grid items only (a NaN mean elsewhere).
-        assert all("grid_pointing_game" not in r for r in rows)
-        assert math.isnan(summary[split]["Grad-CAM"]["grid_pointing_game"][0])
-        scored = [m for m in METRICS if m.key != "grid_pointing_game"]
+        if split == "grid":
+            expected["grid_pointing_game"] = grid_pointing_game(maps, batch.cell)
+            assert len(rows) == 4 and len(set(batch.target.tolist())) == 4
+        else:
+            # The grid pointing game is scored on grid items only (a NaN mean elsewhere).
+            assert all("grid_pointing_game" not in r for r in rows)
+            assert math.isnan(summary[split]["Grad-CAM"]["grid_pointing_game"][0])
+        scored = [m for m in METRICS if m.key in expected]
         assert {m.key for m in scored} == set(expected)
         for metric in scored:
             got = torch.tensor([r[metric.key] for r in rows])
