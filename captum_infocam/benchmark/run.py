@@ -87,8 +87,9 @@ COLUMN_HELP = {
     "improved_average_increase": "improved Average Increase: AI that ignores score jitter",
     "insertion": "insertion AUC: confidence as the most salient pixels are inserted first",
     "deletion": "deletion AUC: confidence as the most salient pixels are deleted first",
-    "energy_pointing_game": "energy pointing game: share of the map's energy on the object",
-    "pointing_game": "pointing game: share of items whose map peaks on the object",
+    "energy_pointing_game": "energy pointing game: share of the map's energy on the explained "
+    "object",
+    "pointing_game": "pointing game: share of items whose map peaks on the explained object",
     "grid_pointing_game": "grid pointing game: share of the map in the explained cell (grids)",
 }
 
@@ -354,7 +355,7 @@ def header(
         *(f"  {source.split}: {len(source)} items, {source.description}" for source in sources),
         f"Methods: {', '.join(methods)}",
     ]
-    skipped = [name for name in SLOW_METHODS if name not in methods]
+    skipped = [method for method in SLOW_METHODS if method not in methods]
     if skipped:
         lines.append(
             f"  not run: {', '.join(skipped)}, slow on a CPU; add it with "
@@ -378,9 +379,8 @@ def legend() -> str:
     return "\n".join(
         [
             *(f"{label:<{width}}  {COLUMN_HELP[key]}" for label, key in columns),
-            "↑ higher is better, ↓ lower is better; mean ± standard error over items;",
-            "the best of each column in bold; – not scored on this split. The object is the",
-            "explained class's object. Definitions: docs/metrics.md",
+            "↑ higher is better, ↓ lower is better; mean ± standard error over items; the best of",
+            "each column in bold; –: not scored on this split. Definitions: docs/metrics.md",
         ]
     )
 
@@ -499,7 +499,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_METHODS,
         help="comma-separated, from: "
         + ", ".join(METHODS)
-        + f"; default: all but {', '.join(SLOW_METHODS)} (slow on a CPU)",
+        + f"; default: {','.join(DEFAULT_METHODS)} ({', '.join(SLOW_METHODS)} is slow on a CPU)",
     )
     parser.add_argument(
         "--infocam",
