@@ -303,7 +303,7 @@ def test_run_says_what_it_measures_before_it_starts(
         "(definitions: docs/metrics.md); insertion and deletion in 2 steps, pointing-game "
         "tolerance 4 px",
         f"Device: cpu, 1 process(es), {torch.get_num_threads()} thread(s) each",
-        f"Results: {tmp_path}",
+        f"Output folder: {tmp_path}",
     ]
     progress = capsys.readouterr().err  # a bar per split and method, named
     for bar in ("single · Centre", "pair · Centre", "grid · Centre", "grid · Grad-CAM"):

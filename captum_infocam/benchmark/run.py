@@ -367,7 +367,7 @@ def header(
         "(definitions: docs/metrics.md); insertion and deletion in "
         f"{args.n_steps} steps, pointing-game tolerance {args.tolerance} px",
         f"Device: {device}, {world_size} process(es), {torch.get_num_threads()} thread(s) each",
-        f"Results: {args.out}",
+        f"Output folder: {args.out}",
     ]
     return "\n".join(lines)
 
