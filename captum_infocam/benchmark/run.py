@@ -402,9 +402,11 @@ def draw_figure(source: Items, indices: list[int], records: list[dict[str, Any]]
     shown = {(r["item"], r["method"]): r["map"] for r in records if "map" in r}
     methods = dict.fromkeys(method for _, method in shown)
     maps = {m: torch.stack([shown[key, m] for key in batch.keys]) for m in methods}
+    # An item's key is its image's, and for several items per image, the object's after a "/".
+    images = [key.rsplit("/", 1)[0] if source.items_per_image > 1 else key for key in batch.keys]
     titles = [
-        f"{key.rsplit('/', 1)[0]}: for {source.describe(int(target))}"
-        for key, target in zip(batch.keys, batch.target, strict=True)
+        f"{image}: for {source.describe(int(target))}"
+        for image, target in zip(images, batch.target, strict=True)
     ]
     figure = compare_methods(batch.image, maps, batch.mask, row_titles=titles, use_pyplot=False)
     if len(indices) == source.items_per_image > 1:
