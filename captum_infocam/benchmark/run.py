@@ -487,12 +487,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="last",
         help="'last', 'middle' or a module name (torchvision: e.g. layer4)",
     )
-    parser.add_argument("--images", type=int, default=100, help="one-object images")
-    parser.add_argument("--pairs", type=int, default=50, help="two-object images (2 items each)")
+    # The defaults keep make demo to a few minutes of a 2-core CPU; docs/benchmark.md's
+    # tables use --images 100 --pairs 50 --grids 25.
+    parser.add_argument("--images", type=int, default=50, help="one-object images")
+    parser.add_argument("--pairs", type=int, default=25, help="two-object images (2 items each)")
     parser.add_argument(
         "--grids",
         type=int,
-        default=25,
+        default=10,
         help="2 x 2 grids of four classes (4 items each, the grid pointing game)",
     )
     parser.add_argument(
