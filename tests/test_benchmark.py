@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -19,8 +20,16 @@ from captum_infocam import InfoCAM
 from captum_infocam.benchmark.__main__ import main
 from captum_infocam.benchmark.data import CLASSES, ShapesDataset
 from captum_infocam.benchmark.items import Batch, GridItems, ShapesItems
-from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS
-from captum_infocam.benchmark.run import METRICS, evaluate, markdown_table, summarise
+from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS, SLOW_METHODS
+from captum_infocam.benchmark.run import (
+    COLUMN_HELP,
+    METRICS,
+    add_arguments,
+    evaluate,
+    legend,
+    markdown_table,
+    summarise,
+)
 from captum_infocam.benchmark.sanity import rank_correlation
 from captum_infocam.benchmark.sweep import BASE
 from captum_infocam.benchmark.train import accuracy, train
@@ -259,6 +268,141 @@ def test_run_prints_the_table_and_writes_the_figure(tmp_path: Path, capsys) -> N
     assert len(rows) == 8 * len(DEFAULT_METHODS)
     # Only grid rows carry the grid pointing game; the others leave its cell empty.
     assert {r["split"] for r in rows if r["grid_pointing_game"]} == {"grid"}
+    assert "| Score-CAM |" not in printed  # slow: only when --methods names it
+    assert printed.index("### grid") < printed.index(legend())  # the legend under the tables
+
+
+def test_run_says_what_it_measures_before_it_starts(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    printed_before_the_first_map: list[str] = []
+    centre = METHODS["Centre"]
+
+    def watched(model, layer, settings):
+        explain = centre(model, layer, settings)
+
+        def first_call_reads_the_output(batch):
+            if not printed_before_the_first_map:
+                printed_before_the_first_map.append(capsys.readouterr().out)
+            return explain(batch)
+
+        return first_call_reads_the_output
+
+    monkeypatch.setitem(METHODS, "Centre", watched)
+    main(
+        [
+            *("run", "--images", "2", "--pairs", "1", "--grids", "1", "--n-steps", "2"),
+            *("--no-figure", "--methods", "Centre,Grad-CAM", "--infocam", "steps=2"),
+            *("--out", str(tmp_path)),
+        ]
+    )
+    (header,) = printed_before_the_first_map
+    assert header.splitlines() == [
+        "Benchmark: resnet, shipped with the package (resnet.pt), explained at layer layer3",
+        "Splits:",
+        "  single: 2 items, 2 one-object images, one item each",
+        "  pair: 2 items, 1 two-object image, each explained for both of its classes",
+        "  grid: 4 items, 1 grid of 2 x 2 one-object images, each explained for every cell's class",
+        "Methods: Centre, Grad-CAM",
+        "  not run: Score-CAM, slow on a CPU; add it with --methods Centre,Grad-CAM,Score-CAM",
+        "InfoCAM settings: steps=2",
+        "Metrics: AD, AI, AG, iAD, iAI, Ins, Del, EPG, PG, GPG, explained under the tables "
+        "(definitions: docs/metrics.md); insertion and deletion in 2 steps, pointing-game "
+        "tolerance 4 px",
+        f"Device: cpu, 1 process(es), {torch.get_num_threads()} thread(s) each",
+        f"Output folder: {tmp_path}",
+    ]
+    progress = capsys.readouterr().err  # a bar per split and method, named
+    for bar in ("single · Centre", "pair · Centre", "grid · Centre", "grid · Grad-CAM"):
+        assert f"{bar}: 100%" in progress
+
+
+def test_legend_explains_every_column_of_the_table() -> None:
+    lines = legend().splitlines()
+    labels = ["s/img", *(m.label for m in METRICS)]
+    assert [line.split()[0] for line in lines[: len(labels)]] == labels
+    # A new column needs its line here: the table's columns and the legend's keys agree.
+    assert list(COLUMN_HELP) == ["seconds", *(m.key for m in METRICS)]
+    assert all(len(line) <= 100 for line in lines)
+    assert lines[len(labels)].startswith("↑ higher is better, ↓ lower is better")
+    assert lines[-1].endswith("Definitions: docs/metrics.md")
+    assert (ROOT / "docs" / "metrics.md").exists()
+
+
+def test_the_figure_shows_the_maps_that_were_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import captum_infocam.visualization as visualization
+
+    drawn: dict = {}
+    original = visualization.compare_methods
+
+    def recording(images, maps, masks=None, **kwargs):
+        drawn.update(images=images, maps=maps, masks=masks, titles=kwargs["row_titles"])
+        return original(images, maps, masks, **kwargs)
+
+    monkeypatch.setattr(visualization, "compare_methods", recording)
+    calls = {"InfoCAM": 0, "Grad-CAM": 0}
+    for name in calls:
+
+        def counted(model, layer, settings, factory=METHODS[name], name=name):
+            explain = factory(model, layer, settings)
+
+            def call(batch):
+                calls[name] += 1
+                return explain(batch)
+
+            return call
+
+        monkeypatch.setitem(METHODS, name, counted)
+    main(
+        [
+            *("run", "--images", "1", "--pairs", "1", "--grids", "1", "--batch-size", "2"),
+            *("--n-steps", "2", "--methods", "InfoCAM,Grad-CAM"),
+            *("--infocam", "n_samples=2", "steps=2", "--out", str(tmp_path)),
+        ]
+    )
+    # Once per batch (1 single, 1 pair, 2 grid): the figure ran no method again.
+    assert calls == {"InfoCAM": 4, "Grad-CAM": 4}
+    # The example: the first grid, explained for the class of each of its cells.
+    grid = GridItems(1).load(range(4))
+    assert torch.equal(drawn["images"], grid.image) and torch.equal(drawn["masks"], grid.mask)
+    names = [list(CLASSES)[int(t)] for t in grid.target]
+    assert drawn["titles"] == [f"grid/0: for {name}" for name in names]
+    model = load_model("resnet")
+    direct = InfoCAM(model, model.layer3).attribute(
+        grid.image, target=grid.target, n_samples=2, steps=2
+    )
+    torch.testing.assert_close(drawn["maps"]["InfoCAM"], direct)
+    records = json.loads((tmp_path / "resnet_layer3_records.json").read_text())
+    assert all("map" not in r for r in records)
+    for name, maps in drawn["maps"].items():
+        rows = [r for r in records if r["method"] == name and r["split"] == "grid"]
+        assert [r["item"] for r in rows] == grid.keys
+        scored = [r["grid_pointing_game"] for r in rows]
+        assert grid_pointing_game(maps, grid.cell).tolist() == pytest.approx(scored, rel=1e-6)
+        scored = [r["energy_pointing_game"] for r in rows]
+        assert energy_pointing_game(maps, grid.mask).tolist() == pytest.approx(scored, rel=1e-6)
+    assert (tmp_path / "resnet_layer3_figure.png").exists()
+
+
+def test_slow_methods_run_only_when_named(tmp_path: Path, capsys) -> None:
+    assert "Score-CAM" in SLOW_METHODS and not set(SLOW_METHODS) & set(DEFAULT_METHODS)
+    assert set(METHODS) - set(DEFAULT_METHODS) == {*SLOW_METHODS, "InfoCAM (single fit)"}
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).methods == DEFAULT_METHODS
+    main(
+        [
+            *("run", "--images", "1", "--pairs", "0", "--grids", "0", "--n-steps", "2"),
+            "--no-figure",
+            *("--methods", "Grad-CAM,Score-CAM", "--out", str(tmp_path)),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "| Score-CAM |" in printed and "not run" not in printed
+    records = json.loads((tmp_path / "resnet_layer3_records.json").read_text())
+    assert [r["method"] for r in records] == ["Grad-CAM", "Score-CAM"]
 
 
 def test_run_records_equal_direct_metric_calls(tmp_path: Path) -> None:
@@ -419,6 +563,26 @@ def test_folder_boxes_become_the_object_masks(tmp_path: Path) -> None:
     expected = torch.zeros(1, 20, 20, dtype=torch.bool)
     expected[0, :10, :10] = True
     assert torch.equal(batch.mask, expected) and batch.target.tolist() == [0]
+
+
+def test_folder_images_keep_their_proportions(tmp_path: Path) -> None:
+    from PIL import Image, ImageDraw
+
+    from captum_infocam.benchmark.items import FolderItems
+
+    (tmp_path / "a").mkdir()
+    picture = Image.new("RGB", (100, 50))  # twice as wide as high, a white 20 px square
+    ImageDraw.Draw(picture).rectangle([40, 10, 59, 29], fill="white")
+    picture.save(tmp_path / "a" / "x.png")
+    (tmp_path / "boxes.json").write_text(json.dumps({"a/x.png": {"boxes": [[40, 10, 60, 30]]}}))
+    batch = FolderItems(tmp_path, tmp_path / "boxes.json", image_size=20).load([0])
+    # Shorter side to 20 px (0.4 times), then the centre 20 x 20 (columns 10 to 29 of 40):
+    # the square stays a square, 8 x 8 px at rows 4-11 and columns 6-13. Stretching the
+    # image to 20 x 20 would have made it 4 px wide and 8 px high.
+    white = batch.image[0].mean(0) > 0.5
+    rows, columns = white.any(1).nonzero().flatten(), white.any(0).nonzero().flatten()
+    assert (rows.min(), rows.max(), columns.min(), columns.max()) == (4, 11, 6, 13)
+    assert torch.equal(batch.mask[0], white)  # the box followed the image
 
 
 def test_rank_correlation_matches_its_definition() -> None:

@@ -171,3 +171,16 @@ def test_compare_methods_checks_its_inputs_before_drawing(kwargs, error, message
     with pytest.raises(error, match=message):
         compare_methods(**arguments)
     assert plt.get_fignums() == before, "nothing may be drawn for a bad argument"
+
+
+def test_compare_methods_keeps_the_proportions_of_non_square_images() -> None:
+    images = torch.stack([_image(10, 30), _image(10, 30)])  # three times as wide as high
+    masks = torch.zeros(2, 10, 30, dtype=torch.bool)
+    masks[:, 2:8, 20:26] = True
+    figure = compare_methods(images, {"a": torch.rand(2, 1, 2, 6)}, masks, use_pyplot=False)
+    figure.draw_without_rendering()  # lays the axes out as savefig does
+    for ax in _grid(figure):
+        assert ax.images[0].get_array().shape[:2] == (10, 30)
+        # A pixel is drawn as a square on the canvas: the image is never stretched to the cell.
+        (x0, y0), (x1, y1) = ax.transData.transform([[0, 0], [30, 10]])
+        assert abs(x1 - x0) / abs(y1 - y0) == pytest.approx(3.0, rel=1e-6)

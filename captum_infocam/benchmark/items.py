@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
+from torchvision import tv_tensors
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
@@ -72,6 +73,7 @@ class ShapesItems:
     def __init__(self, split: str, images: int, seed: int = 0, image_size: int = 64) -> None:
         objects = {"single": 1, "pair": 2}[split]
         self.split = split
+        self.items_per_image = objects
         self.dataset = ShapesDataset(
             "test", images, objects=objects, seed=seed, image_size=image_size
         )
@@ -79,6 +81,14 @@ class ShapesItems:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    @property
+    def description(self) -> str:
+        """What the items are, in words."""
+        images = len(self.dataset)
+        if self.items_per_image == 1:
+            return f"{_count(images, 'one-object image')}, one item each"
+        return f"{_count(images, 'two-object image')}, each explained for both of its classes"
 
     def describe(self, target: int) -> str:
         """The name of class ``target``."""
@@ -131,9 +141,16 @@ class GridItems:
             offset=self.GRID_OFFSET,
         )
         self.keys = [(image, k) for image in range(images) for k in range(self.SIDE**2)]
+        self.items_per_image = self.SIDE**2
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    @property
+    def description(self) -> str:
+        """What the items are, in words."""
+        grids = _count(len(self.keys) // self.items_per_image, "grid")
+        return f"{grids} of 2 x 2 one-object images, each explained for every cell's class"
 
     def describe(self, target: int) -> str:
         """The name of class ``target``."""
@@ -187,10 +204,15 @@ class FolderItems:
     Args:
         root (Path): the ``ImageFolder`` directory.
         boxes (Path): the JSON boxes file.
-        image_size (int): images are resized to ``image_size`` squared, boxes with them.
+        image_size (int): side of the square the model sees. As torchvision's
+            classifiers expect, the shorter side is resized to ``image_size`` and
+            the centre cropped to a square, so an image keeps its proportions;
+            boxes follow, clipped to the crop (a box cropped away leaves an empty
+            mask, which the localisation metrics score as NaN).
     """
 
     split = "folder"
+    items_per_image = 1
 
     def __init__(self, root: Path, boxes: Path, image_size: int = 224) -> None:
         folder = ImageFolder(str(root))
@@ -211,12 +233,19 @@ class FolderItems:
             [
                 v2.ToImage(),
                 v2.ToDtype(torch.float32, scale=True),
-                v2.Resize((image_size, image_size)),
+                v2.Resize(image_size),
+                v2.CenterCrop(image_size),
             ]
         )
+        self.root = Path(root)
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @property
+    def description(self) -> str:
+        """What the items are, in words."""
+        return f"{_count(len(self), 'image')} of {self.root} with boxes, one item each"
 
     def describe(self, target: int) -> str:
         """The model's class index (its names are not known here)."""
@@ -228,10 +257,19 @@ class FolderItems:
             path, key, label, boxes = self.samples[index]
             picture = self._loader(path)
             width, height = picture.size
-            scale = torch.tensor([self.image_size / width, self.image_size / height] * 2)
-            images.append(self._transform(picture))
-            box_tensor = torch.tensor(boxes, dtype=torch.float32).view(-1, 4) * scale
-            masks.append(boxes_to_mask([box_tensor], (self.image_size, self.image_size))[0])
+            box_tensor = tv_tensors.BoundingBoxes(
+                torch.tensor(boxes, dtype=torch.float32).view(-1, 4),
+                format="XYXY",
+                canvas_size=(height, width),
+            )
+            image, box_tensor = self._transform(picture, box_tensor)
+            images.append(image)
+            size = (self.image_size, self.image_size)
+            masks.append(boxes_to_mask([box_tensor.as_subclass(Tensor)], size)[0])
             targets.append(label)
             keys.append(key)
         return Batch(torch.stack(images), torch.tensor(targets), torch.stack(masks), keys)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' if number != 1 else ''}"

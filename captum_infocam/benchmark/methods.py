@@ -3,7 +3,8 @@
 A factory takes ``(model, layer, infocam_settings)`` and returns an explainer: a
 function of a :class:`~captum_infocam.benchmark.items.Batch` that returns maps
 ``(N, 1, h, w)`` or ``(N, H, W)``. Adding a method is one entry in
-:data:`METHODS`.
+:data:`METHODS`; a method too slow for the default run also goes in
+:data:`SLOW_METHODS`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 from captum_infocam import InfoCAM
 from captum_infocam.benchmark.items import Batch
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "Explainer", "pytorch_grad_cam_method"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "SLOW_METHODS", "Explainer", "pytorch_grad_cam_method"]
 
 Explainer = Callable[[Batch], Tensor]
 Factory = Callable[[nn.Module, nn.Module, dict[str, Any]], Explainer]
@@ -139,5 +140,13 @@ METHODS: dict[str, Factory] = {
     "Centre": _centre,
     "Random": _random,
 }
-#: What ``run`` compares unless ``--methods`` is given.
-DEFAULT_METHODS = [name for name in METHODS if name != "InfoCAM (single fit)"]
+#: Methods that cost far more than the others on a CPU, run only when ``--methods`` names
+#: them. Score-CAM scores one masked image per channel of the layer: on the shipped
+#: ResNet's last layer, 128 forward passes per map, about 0.27 s per image on 2 CPU
+#: cores against Grad-CAM's 0.001 s (docs/benchmark.md).
+SLOW_METHODS = ("Score-CAM",)
+#: What ``run`` compares unless ``--methods`` says otherwise: all but the slow methods
+#: and InfoCAM's first-release fit, which is compared on request only.
+DEFAULT_METHODS = [
+    name for name in METHODS if name not in SLOW_METHODS and name != "InfoCAM (single fit)"
+]

@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence, Union
 
 import torch
 import torch.distributed as dist
@@ -27,8 +27,8 @@ from captum_infocam import InfoCAM, PriorStatistics
 from captum_infocam.benchmark.clock import timed
 from captum_infocam.benchmark.data import reference_images
 from captum_infocam.benchmark.items import Batch, FolderItems, GridItems, ShapesItems
-from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS, Explainer
-from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
+from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS, SLOW_METHODS, Explainer
+from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model, weights_path
 from captum_infocam.metrics import (
     average_drop,
     average_gain,
@@ -46,11 +46,18 @@ from captum_infocam.metrics import (
 )
 from captum_infocam.metrics.road import DEFAULT_FRACTIONS
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = [
-    "LEGEND",
+    "COLUMN_HELP",
     "METRICS",
     "add_arguments",
+    "draw_figure",
     "evaluate",
+    "figure_items",
+    "header",
+    "legend",
     "parse_fractions",
     "score_batch",
     "summarise",
@@ -89,14 +96,27 @@ METRICS = [
     MetricColumn("grid_pointing_game", "GPG", grid_pointing_game),
 ]
 
-#: What each column is, printed under the tables (``docs/metrics.md`` has the definitions).
-LEGEND = (
-    "AD, AI, AG: classic Average Drop, Increase, Gain (map times image); "
-    "iAD, iAI: improved Average Drop (score lost at 1/16, 1/8, 1/4, 1/2 of the image, beyond "
-    "the score's jitter; negative = a rise) and Increase (jitter-softened count of rises); "
-    "Ins, Del: RISE insertion, deletion AUC; MoRF, LeRF: ROAD most / least relevant first; "
-    "EPG: energy pointing game; PG: pointing game; GPG: grid pointing game (grid items only)."
-)
+#: What each column of the table means, in one line; docs/metrics.md has the definitions.
+COLUMN_HELP = {
+    "seconds": "seconds per item to compute the map (the metrics not included)",
+    "average_drop": "Average Drop: confidence lost on the image multiplied by the map",
+    "average_increase": "Average Increase: share of items whose confidence rises on it",
+    "average_gain": "Average Gain: confidence gained on it, as a share of what could be gained",
+    "improved_average_drop": "improved Average Drop: score lost keeping 1/16-1/2 of the image, "
+    "beyond the score's jitter (negative: a rise)",
+    "improved_average_increase": "improved Average Increase: jitter-softened share of rises at "
+    "the same budgets",
+    "insertion": "insertion AUC: confidence as the most salient pixels are inserted first",
+    "deletion": "deletion AUC: confidence as the most salient pixels are deleted first",
+    "road_most_relevant_first": "ROAD, most relevant first: confidence as the most salient "
+    "pixels are imputed",
+    "road_least_relevant_first": "ROAD, least relevant first: confidence as the least salient "
+    "pixels are imputed",
+    "energy_pointing_game": "energy pointing game: share of the map's positive energy on the "
+    "explained object",
+    "pointing_game": "pointing game: share of items whose map peaks on the explained object",
+    "grid_pointing_game": "grid pointing game: share of the map in the explained cell (grids)",
+}
 
 
 def score_batch(
@@ -136,33 +156,46 @@ def evaluate(
     rank: int = 0,
     world_size: int = 1,
     road_fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    keep: Collection[int] = (),
 ) -> list[dict[str, Any]]:
-    """Per-item records of this process's share of ``items``."""
+    """Per-item records of this process's share of ``items``, one method after another,
+    each with its own progress bar.
+
+    The record of an item whose index is in ``keep`` also holds, under ``"map"``, the
+    map that was scored (on the CPU), so that a figure shows what the table scored.
+    """
     starts = range(0, len(items), batch_size)
     mine = [range(s, min(s + batch_size, len(items))) for s in starts][rank::world_size]
     records: list[dict[str, Any]] = []
-    for indices in tqdm(mine, desc=f"{items.split}", disable=rank != 0, unit="batch"):
-        batch = items.load(indices).to(device)
-        for name, explain in explainers.items():
-            maps, seconds = timed(functools.partial(explain, batch), device)
-            seconds /= len(indices)
-            values = {
-                k: v.tolist()
-                for k, v in score_batch(
-                    model, batch, maps, n_steps, tolerance, road_fractions
-                ).items()
-            }
-            for row, key in enumerate(batch.keys):
-                records.append(
-                    {
+    for name, explain in explainers.items():
+        with tqdm(
+            total=sum(len(indices) for indices in mine),
+            desc=f"{items.split} · {name}",
+            unit="item",
+            disable=rank != 0,
+        ) as progress:
+            for indices in mine:
+                batch = items.load(indices).to(device)
+                maps, seconds = timed(functools.partial(explain, batch), device)
+                seconds /= len(indices)
+                values = {
+                    k: v.tolist()
+                    for k, v in score_batch(
+                        model, batch, maps, n_steps, tolerance, road_fractions
+                    ).items()
+                }
+                for row, (index, key) in enumerate(zip(indices, batch.keys, strict=True)):
+                    record = {
                         "split": items.split,
                         "item": key,
                         "target": int(batch.target[row]),
                         "method": name,
                         "seconds": seconds,
-                    }
-                    | {metric: values[metric][row] for metric in values}
-                )
+                    } | {metric: values[metric][row] for metric in values}
+                    if index in keep:
+                        record["map"] = maps[row].detach().cpu()
+                    records.append(record)
+                progress.update(len(indices))
     return records
 
 
@@ -343,47 +376,104 @@ def _reference_statistics(
     return InfoCAM(model, layer).fit_statistics(batches)
 
 
-def _figure(
-    model: nn.Module,
-    explainers: dict[str, Explainer],
-    items: list[Items],
-    path: Path,
+def header(
+    args: argparse.Namespace,
+    tag: str,
+    sources: list[Items],
     device: torch.device,
-) -> None:
+    world_size: int,
+) -> str:
+    """What a run measures, printed before it starts."""
+    if args.image_folder is None:
+        name, origin = args.arch, f"shipped with the package ({weights_path(args.arch).name})"
+    else:
+        name, origin = args.model, f"weights {args.weights or 'random (no --weights)'}"
+    methods = args.methods
+    lines = [
+        f"Benchmark: {name}, {origin}, explained at layer {tag.removeprefix(name + '_')}",
+        "Splits:",
+        *(f"  {source.split}: {len(source)} items, {source.description}" for source in sources),
+        f"Methods: {', '.join(methods)}",
+    ]
+    skipped = [method for method in SLOW_METHODS if method not in methods]
+    if skipped:
+        lines.append(
+            f"  not run: {', '.join(skipped)}, slow on a CPU; add it with "
+            f"--methods {','.join([*methods, *skipped])}"
+        )
+    lines += [
+        f"InfoCAM settings: {' '.join(args.infocam) or 'the defaults of InfoCAM.attribute'}",
+        f"Metrics: {', '.join(m.label for m in METRICS)}, explained under the tables "
+        "(definitions: docs/metrics.md); insertion and deletion in "
+        f"{args.n_steps} steps, pointing-game tolerance {args.tolerance} px",
+        f"Device: {device}, {world_size} process(es), {torch.get_num_threads()} thread(s) each",
+        f"Output folder: {args.out}",
+    ]
+    return "\n".join(lines)
+
+
+def legend() -> str:
+    """What each column of :func:`markdown_table` means, one line each."""
+    columns = [("s/img", "seconds"), *((m.label, m.key) for m in METRICS)]
+    width = max(len(label) for label, _ in columns)
+    return "\n".join(
+        [
+            *(f"{label:<{width}}  {COLUMN_HELP[key]}" for label, key in columns),
+            "↑ higher is better, ↓ lower is better; mean ± standard error over items; the best of",
+            "each column in bold; –: not scored on this split. Definitions: docs/metrics.md",
+        ]
+    )
+
+
+def figure_items(sources: list[Items]) -> tuple[Items, list[int]]:
+    """The figure's example: the first image of the split with the most objects per image,
+    explained for each of its classes, or the first four items of a one-object split."""
+    source = max(sources, key=lambda s: s.items_per_image)
+    count = source.items_per_image if source.items_per_image > 1 else 4
+    return source, list(range(min(count, len(source))))
+
+
+def draw_figure(source: Items, indices: list[int], records: list[dict[str, Any]]) -> Figure:
+    """The example's maps, each method's as it was scored (the records' ``"map"``), over
+    the example's images with the explained object outlined."""
     from captum_infocam.visualization import compare_methods
 
-    examples = [source.load(range(min(4, len(source)))) for source in items]
-    batch = Batch(
-        image=torch.cat([b.image for b in examples]),
-        target=torch.cat([b.target for b in examples]),
-        mask=torch.cat([b.mask for b in examples]),
-        keys=[k for b in examples for k in b.keys],
-    ).to(device)
-    maps = {name: explain(batch).detach().cpu() for name, explain in explainers.items()}
+    batch = source.load(indices)
+    shown = {(r["item"], r["method"]): r["map"] for r in records if "map" in r}
+    methods = dict.fromkeys(method for _, method in shown)
+    maps = {m: torch.stack([shown[key, m] for key in batch.keys]) for m in methods}
+    # An item's key is its image's, and for several items per image, the object's after a "/".
+    images = [key.rsplit("/", 1)[0] if source.items_per_image > 1 else key for key in batch.keys]
     titles = [
-        f"{source.split}: {source.describe(int(target))}"
-        for source, example in zip(items, examples, strict=True)
-        for target in example.target
+        f"{image}: for {source.describe(int(target))}"
+        for image, target in zip(images, batch.target, strict=True)
     ]
-    figure = compare_methods(
-        batch.image.cpu(), maps, batch.mask.cpu(), row_titles=titles, use_pyplot=False
-    )
-    figure.savefig(path, dpi=110)
+    figure = compare_methods(batch.image, maps, batch.mask, row_titles=titles, use_pyplot=False)
+    if len(indices) == source.items_per_image > 1:
+        figure.suptitle(
+            "One image, explained once for each of its classes (a row each); "
+            "the outline is the explained class's object",
+            fontsize=9,
+        )
+    return figure
 
 
 def _run(args: argparse.Namespace) -> None:
     rank, world_size, device = _distributed(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; choose from {list(METHODS)}")
     model, layer, tag, sources = _load_setup(args)
+    if rank == 0:
+        print(header(args, tag, sources, device, world_size), flush=True)
     model.to(device)
     settings = _parse_settings(args.infocam)
     if settings.get("prior") == "dataset":
         settings["prior"] = _reference_statistics(model, layer, sources, args, device)
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        raise SystemExit(f"unknown methods {unknown}; choose from {list(METHODS)}")
     explainers = {name: METHODS[name](model, layer, settings) for name in args.methods}
+    example, shown = figure_items(sources)
     records = []
     for source in sources:
         records += evaluate(
@@ -397,6 +487,7 @@ def _run(args: argparse.Namespace) -> None:
             rank,
             world_size,
             road_fractions=args.road_fractions,
+            keep=shown if source is example and not args.no_figure else (),
         )
     records = _gather(records, rank, world_size)
     if rank != 0:
@@ -405,8 +496,12 @@ def _run(args: argparse.Namespace) -> None:
     records.sort(
         key=lambda r: (splits.index(r["split"]), r["item"], args.methods.index(r["method"]))
     )
-    summary = summarise(records)
     args.out.mkdir(parents=True, exist_ok=True)
+    if not args.no_figure:
+        draw_figure(example, shown, records).savefig(args.out / f"{tag}_figure.png", dpi=110)
+        for record in records:
+            record.pop("map", None)
+    summary = summarise(records)
     (args.out / f"{tag}_summary.json").write_text(json.dumps(summary, indent=1))
     (args.out / f"{tag}_records.json").write_text(json.dumps(records))
     with open(args.out / f"{tag}_records.csv", "w", newline="") as handle:
@@ -415,18 +510,13 @@ def _run(args: argparse.Namespace) -> None:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(records)
-    described = settings or "default"
-    print(f"\n{tag}: {world_size} process(es), device {device}, InfoCAM settings {described}")
     for split, split_summary in summary.items():
         count = sum(r["split"] == split for r in records) // len(args.methods)
         print(f"\n### {split} ({count} items)\n")
         print(markdown_table(split_summary))
-    print(f"\n{LEGEND}")
-    # One figure of same-sized images: the grids (twice as wide) are left out.
-    pictured = [source for source in sources if source.split != GridItems.split]
-    if not args.no_figure and pictured:
-        _figure(model, explainers, pictured, args.out / f"{tag}_figure.png", device)
-        print(f"\nfigure: {args.out / f'{tag}_figure.png'}")
+    print(f"\n{legend()}\n")
+    if not args.no_figure:
+        print(f"figure: {args.out / f'{tag}_figure.png'}")
     print(f"per-item results: {args.out / f'{tag}_records.csv'}")
 
 
@@ -438,19 +528,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="last",
         help="'last', 'middle' or a module name (torchvision: e.g. layer4)",
     )
-    parser.add_argument("--images", type=int, default=100, help="one-object images")
-    parser.add_argument("--pairs", type=int, default=50, help="two-object images (2 items each)")
+    # The defaults keep make demo to a few minutes of a 2-core CPU; docs/benchmark.md's
+    # tables use --images 100 --pairs 50 --grids 25.
+    parser.add_argument("--images", type=int, default=50, help="one-object images")
+    parser.add_argument("--pairs", type=int, default=25, help="two-object images (2 items each)")
     parser.add_argument(
         "--grids",
         type=int,
-        default=25,
+        default=10,
         help="2 x 2 grids of four classes (4 items each, the grid pointing game)",
     )
     parser.add_argument(
         "--methods",
         type=lambda s: s.split(","),
         default=DEFAULT_METHODS,
-        help="comma-separated, from: " + ", ".join(METHODS),
+        help="comma-separated, from: "
+        + ", ".join(METHODS)
+        + f"; default: {','.join(DEFAULT_METHODS)} ({', '.join(SLOW_METHODS)} is slow on a CPU)",
     )
     parser.add_argument(
         "--infocam",
