@@ -306,9 +306,9 @@ def test_run_says_what_it_measures_before_it_starts(
         "Methods: Centre, Grad-CAM",
         "  not run: Score-CAM, slow on a CPU; add it with --methods Centre,Grad-CAM,Score-CAM",
         "InfoCAM settings: steps=2",
-        "Metrics: AD, AI, AG, iAD, iAI, Ins, Del, EPG, PG, GPG, explained under the tables "
-        "(definitions: docs/metrics.md); insertion and deletion in 2 steps, pointing-game "
-        "tolerance 4 px",
+        "Metrics: AD, AI, AG, iAD, iAI, Ins, Del, MoRF, LeRF, EPG, PG, GPG, explained under the "
+        "tables (definitions: docs/metrics.md); insertion and deletion in 2 steps, "
+        "pointing-game tolerance 4 px",
         f"Device: cpu, 1 process(es), {torch.get_num_threads()} thread(s) each",
         f"Output folder: {tmp_path}",
     ]

@@ -102,18 +102,15 @@ COLUMN_HELP = {
     "average_drop": "Average Drop: confidence lost on the image multiplied by the map",
     "average_increase": "Average Increase: share of items whose confidence rises on it",
     "average_gain": "Average Gain: confidence gained on it, as a share of what could be gained",
-    "improved_average_drop": "improved Average Drop: score lost keeping 1/16-1/2 of the image, "
-    "beyond the score's jitter (negative: a rise)",
-    "improved_average_increase": "improved Average Increase: jitter-softened share of rises at "
-    "the same budgets",
+    "improved_average_drop": "improved AD: score lost keeping 1/16 to 1/2 of the image, beyond "
+    "its jitter",
+    "improved_average_increase": "improved AI: jitter-softened share of rises, same budgets",
     "insertion": "insertion AUC: confidence as the most salient pixels are inserted first",
     "deletion": "deletion AUC: confidence as the most salient pixels are deleted first",
-    "road_most_relevant_first": "ROAD, most relevant first: confidence as the most salient "
-    "pixels are imputed",
-    "road_least_relevant_first": "ROAD, least relevant first: confidence as the least salient "
-    "pixels are imputed",
+    "road_most_relevant_first": "ROAD: confidence as the most salient pixels are imputed first",
+    "road_least_relevant_first": "ROAD: confidence as the least salient pixels are imputed first",
     "energy_pointing_game": "energy pointing game: share of the map's positive energy on the "
-    "explained object",
+    "object",
     "pointing_game": "pointing game: share of items whose map peaks on the explained object",
     "grid_pointing_game": "grid pointing game: share of the map in the explained cell (grids)",
 }
