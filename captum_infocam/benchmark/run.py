@@ -532,7 +532,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grids",
         type=int,
-        default=10,
+        default=5,
         help="2 x 2 grids of four classes (4 items each, the grid pointing game)",
     )
     parser.add_argument(
