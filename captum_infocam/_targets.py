@@ -9,13 +9,13 @@ once, and every mistake raises a ``ValueError``/``TypeError`` naming ``target``.
 from __future__ import annotations
 
 from numbers import Integral
-from typing import Sequence
+from typing import Any, Sequence, Union
 
 import torch
 from captum._utils.typing import TargetType
 from torch import Tensor
 
-__all__ = ["check_target", "select", "target_index"]
+__all__ = ["check_target", "flatten_targets", "select", "target_index"]
 
 
 def _is_index(value: object) -> bool:
@@ -62,6 +62,48 @@ def check_target(target: TargetType, num_examples: int) -> None:
         "target must be None, an int, a tuple of ints, a list of ints or tuples, "
         f"or an integer tensor; got {type(target).__name__}"
     )
+
+
+def flatten_targets(
+    targets: Any, num_examples: int
+) -> tuple[list[Union[int, tuple[int, ...]]], list[int]]:
+    """``targets`` of :meth:`~captum_infocam.InfoCAM.attribute_each` (one list per
+    example) as one Captum target list and the number of targets per example; every
+    mistake raises before any work."""
+    if isinstance(targets, (Tensor, str)) or not isinstance(targets, Sequence):
+        raise TypeError(
+            "targets must be a list with one list of targets per example, e.g. "
+            f"[[3, 7], [5]]; got {type(targets).__name__}"
+        )
+    if len(targets) != num_examples:
+        raise ValueError(
+            f"targets must have one entry per example: {num_examples} examples but "
+            f"{len(targets)} entries"
+        )
+    flat: list[Union[int, tuple[int, ...]]] = []
+    counts = []
+    for position, entry in enumerate(targets):
+        if isinstance(entry, Tensor):
+            if entry.dim() != 1 or entry.is_floating_point() or entry.dtype == torch.bool:
+                raise TypeError(
+                    f"targets[{position}] must be a 1-D integer tensor or a list, got a "
+                    f"tensor of shape {tuple(entry.shape)} and {entry.dtype}"
+                )
+            entry = entry.tolist()
+        if not isinstance(entry, list):
+            raise TypeError(
+                f"targets[{position}] must be a list of that example's targets, got "
+                f"{type(entry).__name__}"
+            )
+        if not entry:
+            raise ValueError(f"targets[{position}] is empty: give each example at least one target")
+        flat += entry
+        counts.append(len(entry))
+    try:
+        check_target(flat, len(flat))
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"targets: {error}") from None
+    return flat, counts
 
 
 def _as_rows(target: TargetType, num_examples: int, device: torch.device) -> Tensor:

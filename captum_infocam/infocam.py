@@ -25,7 +25,7 @@ from captum_infocam._suffix import (
     open_suffix,
     select_rows,
 )
-from captum_infocam._targets import check_target, target_index
+from captum_infocam._targets import check_target, flatten_targets, target_index
 from captum_infocam._validation import (
     check_bool,
     check_choice,
@@ -438,7 +438,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         if "target" in settings:
             raise TypeError("attribute_each takes the targets as targets, not target")
         inputs, num_examples = format_inputs(inputs)
-        flat, counts = _flatten_targets(targets, num_examples)
+        flat, counts = flatten_targets(targets, num_examples)
         device = inputs[0].device
         example_index = torch.repeat_interleave(
             torch.arange(num_examples, device=device), torch.tensor(counts, device=device)
@@ -521,47 +521,6 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             return prior
         check_choice("prior", prior, PRIORS)
         return prior
-
-
-def _flatten_targets(
-    targets: Any, num_examples: int
-) -> tuple[list[Union[int, tuple[int, ...]]], list[int]]:
-    """``targets`` of :meth:`InfoCAM.attribute_each` as one Captum target list and the
-    number of targets per example; every mistake raises before any work."""
-    if isinstance(targets, (Tensor, str)) or not isinstance(targets, Sequence):
-        raise TypeError(
-            "targets must be a list with one list of targets per example, e.g. "
-            f"[[3, 7], [5]]; got {type(targets).__name__}"
-        )
-    if len(targets) != num_examples:
-        raise ValueError(
-            f"targets must have one entry per example: {num_examples} examples but "
-            f"{len(targets)} entries"
-        )
-    flat: list[Union[int, tuple[int, ...]]] = []
-    counts = []
-    for position, entry in enumerate(targets):
-        if isinstance(entry, Tensor):
-            if entry.dim() != 1 or entry.is_floating_point() or entry.dtype == torch.bool:
-                raise TypeError(
-                    f"targets[{position}] must be a 1-D integer tensor or a list, got a "
-                    f"tensor of shape {tuple(entry.shape)} and {entry.dtype}"
-                )
-            entry = entry.tolist()
-        if not isinstance(entry, list):
-            raise TypeError(
-                f"targets[{position}] must be a list of that example's targets, got "
-                f"{type(entry).__name__}"
-            )
-        if not entry:
-            raise ValueError(f"targets[{position}] is empty: give each example at least one target")
-        flat += entry
-        counts.append(len(entry))
-    try:
-        check_target(flat, len(flat))
-    except (TypeError, ValueError) as error:
-        raise type(error)(f"targets: {error}") from None
-    return flat, counts
 
 
 def _is_batched(value: Any, num_examples: int) -> bool:
