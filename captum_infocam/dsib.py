@@ -92,6 +92,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.profiler import record_function
 from tqdm import tqdm
 
 __all__ = [
@@ -389,35 +390,42 @@ def fit_dsib(
 
     trace = []
     for _ in tqdm(range(steps), desc="InfoCAM fit", disable=not show_progress):
-        # Drawn in float32 whatever the fit's dtype, so a float64 fit sees the same noise.
-        noise = torch.randn(
-            (2, n_samples, *activations.shape[1:]),
-            generator=generator,
-            device=activations.device,
-        ).to(activations.dtype)
-        streams = dual_streams(activations_rows, torch.sigmoid(alpha), mean_rows, std_rows, noise)
-        streams = streams.flatten(0, 2)
+        with record_function("InfoCAM: streams"):
+            # Drawn in float32 whatever the fit's dtype, so a float64 fit sees the same noise.
+            noise = torch.randn(
+                (2, n_samples, *activations.shape[1:]),
+                generator=generator,
+                device=activations.device,
+            ).to(activations.dtype)
+            gates = torch.sigmoid(alpha)
+            streams = dual_streams(activations_rows, gates, mean_rows, std_rows, noise)
+            streams = streams.flatten(0, 2)
         # The network after the layer runs chunk by chunk, each chunk's backward
         # (to its streams) done before the next; then one backward from the streams to α.
         events, stream_grads = [], []
         for start in range(0, total, chunk):
             rows = slice(start, min(start + chunk, total))
-            z = streams[rows].detach().requires_grad_()
-            # A clone: the network may change its input in place (ReLU(inplace=True)), a leaf not.
-            event = log_odds(z.clone(), rows) * row_sign[rows]
-            loss = row_losses(event, noise_row[rows]).sum()
-            stream_grads.append(torch.autograd.grad(loss, z)[0])
+            with record_function("InfoCAM: suffix forward"):
+                z = streams[rows].detach().requires_grad_()
+                # A clone: the network may change its input in place (ReLU(inplace=True));
+                # a leaf may not.
+                event = log_odds(z.clone(), rows) * row_sign[rows]
+                loss = row_losses(event, noise_row[rows]).sum()
+            with record_function("InfoCAM: suffix backward"):
+                stream_grads.append(torch.autograd.grad(loss, z)[0])
             events.append(event.detach())
-        event = torch.cat(events).view(batch * fits, 2, n_samples)
-        kl = mean_kl(alpha, mean_square_rows)
-        alpha.grad = torch.autograd.grad(
-            (streams, beta * kl.sum()), alpha, grad_outputs=(torch.cat(stream_grads), None)
-        )[0]
-        optimizer.step()
-        discriminative = -event[:, 0] if evidence == "log_odds" else F.softplus(-event[:, 0])
-        noise_loss = F.softplus(event[:, 1]).mean(1)
-        kl = kl.detach()
-        trace.append(discriminative.mean(1) + beta * kl + gamma * noise_loss)
+        with record_function("InfoCAM: gate gradient"):
+            event = torch.cat(events).view(batch * fits, 2, n_samples)
+            kl = mean_kl(alpha, mean_square_rows)
+            alpha.grad = torch.autograd.grad(
+                (streams, beta * kl.sum()), alpha, grad_outputs=(torch.cat(stream_grads), None)
+            )[0]
+        with record_function("InfoCAM: optimizer"):
+            optimizer.step()
+            discriminative = -event[:, 0] if evidence == "log_odds" else F.softplus(-event[:, 0])
+            noise_loss = F.softplus(event[:, 1]).mean(1)
+            kl = kl.detach()
+            trace.append(discriminative.mean(1) + beta * kl + gamma * noise_loss)
 
     alpha = alpha.detach()
     losses = torch.stack(trace)

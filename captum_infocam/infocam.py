@@ -14,6 +14,7 @@ from captum._utils.typing import TargetType
 from captum.attr._utils.attribution import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from captum_infocam._context import preserved_buffers, seeded
@@ -325,9 +326,12 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         rows = rows_per_example(n_samples, complement)
         device = inputs[0].device
         with preserved_buffers(self._model), seeded(seed, device) as generator:
-            suffix = open_suffix(
-                Request(self._site, attribute_to_layer_input, inputs, additional_forward_args, rows)
-            )
+            with record_function("InfoCAM: prefix"):
+                suffix = open_suffix(
+                    Request(
+                        self._site, attribute_to_layer_input, inputs, additional_forward_args, rows
+                    )
+                )
             self._suffix_strategy_used = suffix.strategy
             check_output_rows(suffix.output, num_examples, inputs)
             check_finite_tensor("the output of forward_func", suffix.output)
@@ -373,11 +377,12 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 "the DSIB fit met NaN or infinite values: forward_func returned them for "
                 "perturbed activations of the layer"
             )
-        attributions = channel_maps(fit, readout, activations, mean, std)
-        if attr_dim_summation:
-            attributions = attributions.sum(1, keepdim=True)
-        if relu_attributions:
-            attributions = F.relu(attributions)
+        with record_function("InfoCAM: read-out"):
+            attributions = channel_maps(fit, readout, activations, mean, std)
+            if attr_dim_summation:
+                attributions = attributions.sum(1, keepdim=True)
+            if relu_attributions:
+                attributions = F.relu(attributions)
         self.last_fit = replace(fit, zero_map=(attributions == 0).flatten(1).all(1))
         if bool(fit.collapsed.any()):
             warnings.warn(

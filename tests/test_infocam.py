@@ -476,3 +476,15 @@ def test_cuda_fit_matches_cpu_and_never_synchronises_per_step(trained_cnn: Small
 
     # Argument checks and the final report synchronise a fixed number of times; the steps do not.
     assert synchronisations(2) == synchronisations(12)
+
+
+def test_a_profile_names_each_phase_of_the_call(small_cnn: SmallCNN, images: Tensor) -> None:
+    # timing/phases.py splits a call's time by these labels (docs: README's Speed section).
+    cam = InfoCAM(small_cnn, small_cnn.features)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        cam.attribute(images, target=[0, 1, 2], **FAST)
+    counts = {event.key: event.count for event in profile.key_averages()}
+    per_step = ("streams", "suffix forward", "suffix backward", "gate gradient", "optimizer")
+    for phase in per_step:
+        assert counts.get(f"InfoCAM: {phase}") == FAST["steps"], phase
+    assert counts.get("InfoCAM: prefix") == 1 and counts.get("InfoCAM: read-out") == 1
