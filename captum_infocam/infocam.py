@@ -55,6 +55,8 @@ __all__ = ["CollapsedFitWarning", "InfoCAM", "TrainModeWarning"]
 
 #: The prior used when neither ``prior`` nor :meth:`InfoCAM.fit_statistics` gives one.
 DEFAULT_PRIOR = "zero"
+#: The reduced precisions ``autocast_dtype`` accepts for the network after the layer.
+AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
 
 
 class CollapsedFitWarning(UserWarning):
@@ -191,6 +193,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         evidence: Optional[str] = None,
         internal_batch_size: Optional[int] = None,
         show_progress: bool = False,
+        autocast_dtype: Optional[torch.dtype] = None,
     ) -> Tensor:
         r"""
         Args:
@@ -272,6 +275,15 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             show_progress (bool, optional): show a progress bar over the
                 fit's steps.
                 Default: False
+            autocast_dtype (torch.dtype, optional): run the network after the
+                layer in this reduced precision during the fit
+                (``torch.autocast``): ``torch.bfloat16`` (CPUs with AMX or
+                AVX-512 BF16, CUDA) or ``torch.float16`` (CUDA). The layer's
+                activations, the gates and the read-out stay in full precision;
+                only the gradients that steer the gates are rounded, so the map
+                moves within a tolerance (see the README's Speed section), not
+                bit for bit. ``None`` runs the fit in the layer's precision.
+                Default: None
 
         Returns:
             *Tensor* of **attributions** with shape ``(N, 1, H, W)``, or
@@ -310,6 +322,11 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         _check_fit_settings(n_samples, steps, lr, beta, gamma, alpha_init, readout, seed)
         if internal_batch_size is not None:
             check_int("internal_batch_size", internal_batch_size, 1)
+        if autocast_dtype not in (None, *AUTOCAST_DTYPES):
+            raise TypeError(
+                f"autocast_dtype must be None, torch.bfloat16 or torch.float16, "
+                f"got {autocast_dtype!r}"
+            )
         check_choice("evidence", evidence, EVIDENCE)
         prior = self._resolve_prior(prior)
         target_log_odds = resolve_likelihood(likelihood)
@@ -352,7 +369,11 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             def log_odds(streams: Tensor, chunk: slice) -> Tensor:
                 value, targets = select_rows((value_rows, index_rows), chunk, len(index_rows))
                 value = self.reshape_transform.from_maps(streams.to(maps.dtype), value)
-                return target_log_odds(suffix(value, chunk).to(fit_dtype), targets)
+                with torch.autocast(
+                    device.type, autocast_dtype, enabled=autocast_dtype is not None
+                ):
+                    output = suffix(value, chunk)
+                return target_log_odds(output.to(fit_dtype), targets)
 
             with torch.enable_grad():
                 fit = fit_dsib(

@@ -64,6 +64,8 @@ class ForwardCounter:
         (dict(target=0, internal_batch_size=0), ValueError, "internal_batch_size must be >= 1"),
         (dict(target=0, internal_batch_size=8.0), TypeError, "internal_batch_size must be an int"),
         (dict(target=0, show_progress=None), TypeError, "show_progress must be a bool"),
+        (dict(target=0, autocast_dtype=torch.float32), TypeError, "autocast_dtype must be None"),
+        (dict(target=0, autocast_dtype="bf16"), TypeError, "autocast_dtype must be None"),
     ],
 )
 def test_bad_arguments_raise_before_the_model_runs(
