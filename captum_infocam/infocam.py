@@ -55,6 +55,18 @@ __all__ = ["CollapsedFitWarning", "InfoCAM", "TrainModeWarning"]
 
 #: The prior used when neither ``prior`` nor :meth:`InfoCAM.fit_statistics` gives one.
 DEFAULT_PRIOR = "zero"
+#: The fit's settings that depend on ``contrast`` when left at ``None``. The complement's
+#: were chosen on seed-1 benchmark items (docs/speed.md): 1 draw and 7 steps give the maps
+#: of 2 draws and 10 steps within one standard error of every metric, in 0.35 of the time;
+#: 5 or 6 steps lost on the grid split at VGG's middle layer. ``"none"`` keeps the first
+#: release's fit.
+FIT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "complement": dict(n_samples=1, steps=7, evidence="log_odds"),
+    "none": dict(n_samples=4, steps=10, evidence="log_likelihood"),
+}
+#: How far Adam can move a gate logit over a fit with the default learning rate
+#: ``GATE_TRAVEL / steps``: from ``alpha_init = 5`` (gate 0.993) down to -5 (0.007).
+GATE_TRAVEL = 10.0
 #: The reduced precisions ``autocast_dtype`` accepts for the network after the layer.
 AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
 
@@ -180,8 +192,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         relu_attributions: bool = True,
         attr_dim_summation: bool = True,
         n_samples: Optional[int] = None,
-        steps: int = 10,
-        lr: float = 1.0,
+        steps: Optional[int] = None,
+        lr: Optional[float] = None,
         beta: float = 1.0,
         gamma: float = 1.0,
         alpha_init: float = 5.0,
@@ -217,14 +229,17 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 channels; ``False`` returns one map per channel.
                 Default: True
             n_samples (int, optional): ``K``, noise draws per stream and step.
-                Default: 2 with the complement (2 bottlenecks x 2 streams x 2
-                draws: as many rows per step as the single fit's 2 x 4; 1, 2 and
-                4 draws gave the same benchmark metrics), 4 with
-                ``contrast="none"`` (the first release's default)
+                Default: 1 with the complement (2 bottlenecks x 2 streams x 1
+                draw: 4 rows per example and step), 4 with ``contrast="none"``
+                (the first release's default); see :data:`FIT_DEFAULTS`
             steps (int, optional): ``T``, Adam steps of the fit.
-                Default: 10
+                Default: 7 with the complement, 10 with ``contrast="none"``
             lr (float, optional): Adam's learning rate on the gate logits.
-                Default: 1.0
+                Adam moves every logit by about ``lr`` per step, whatever its
+                gradient's size, so ``lr * steps`` is how far a logit can
+                travel.
+                Default: :data:`GATE_TRAVEL` / ``steps`` (10 / 7 with the
+                complement's defaults, 1.0 with the first release's 10 steps)
             beta (float, optional): weight of the compression (mean KL) term.
                 Default: 1.0
             gamma (float, optional): weight of the noise-stream term.
@@ -315,11 +330,13 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             check_bool(name, flag)
         check_choice("contrast", contrast, CONTRASTS)
         complement = contrast == "complement"
-        if n_samples is None:
-            n_samples = 2 if complement else 4
-        if evidence is None:
-            evidence = "log_odds" if complement else "log_likelihood"
-        _check_fit_settings(n_samples, steps, lr, beta, gamma, alpha_init, readout, seed)
+        defaults = FIT_DEFAULTS[contrast]
+        n_samples = defaults["n_samples"] if n_samples is None else n_samples
+        steps = defaults["steps"] if steps is None else steps
+        evidence = defaults["evidence"] if evidence is None else evidence
+        check_int("steps", steps, 1)
+        lr = GATE_TRAVEL / steps if lr is None else lr
+        _check_fit_settings(n_samples, lr, beta, gamma, alpha_init, readout, seed)
         if internal_batch_size is not None:
             check_int("internal_batch_size", internal_batch_size, 1)
         if autocast_dtype not in (None, *AUTOCAST_DTYPES):
@@ -555,7 +572,6 @@ def _is_batched(value: Any, num_examples: int) -> bool:
 
 def _check_fit_settings(
     n_samples: Any,
-    steps: Any,
     lr: Any,
     beta: Any,
     gamma: Any,
@@ -564,7 +580,6 @@ def _check_fit_settings(
     seed: Any,
 ) -> None:
     check_int("n_samples", n_samples, 1)
-    check_int("steps", steps, 1)
     check_real("lr", lr, 0.0, strict=True)
     check_real("beta", beta, 0.0)
     check_real("gamma", gamma, 0.0)

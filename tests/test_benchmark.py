@@ -31,7 +31,7 @@ from captum_infocam.benchmark.run import (
     summarise,
 )
 from captum_infocam.benchmark.sanity import rank_correlation
-from captum_infocam.benchmark.sweep import BASE
+from captum_infocam.benchmark.sweep import BASE, paired_table
 from captum_infocam.benchmark.train import accuracy, train
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
 from captum_infocam.metrics import (
@@ -131,6 +131,29 @@ def test_sweep_base_is_infocams_default_fit() -> None:
     base = METHODS["InfoCAM"](model, model.block4, BASE)(batch)
     default = InfoCAM(model, model.block4).attribute(batch.image, target=batch.target)
     torch.testing.assert_close(base, default, rtol=0, atol=0)
+
+
+def test_paired_table_gives_differences_to_the_base_item_by_item() -> None:
+    ramp = torch.arange(4.0).view(1, 2, 2)
+
+    def record(item: int, deletion: float, map_: torch.Tensor) -> dict:
+        return {"split": "pair", "item": item, "deletion": deletion, "map": map_}
+
+    by_config = {
+        "base": [record(0, 0.10, ramp), record(1, 0.30, ramp)],
+        # Listed in another order: rows pair by item, not by position.
+        "same maps": [record(1, 0.30, ramp), record(0, 0.10, ramp)],
+        "reversed": [record(0, 0.20, -ramp), record(1, 0.60, -ramp)],
+    }
+    rows = {
+        line.split(" | ")[0][2:]: line.split(" | ")
+        for line in paired_table(by_config).splitlines()[2:]
+    }
+    deletion = 3 + [m.key for m in METRICS].index("deletion")
+    assert rows["same maps"][2] == "1.000" and rows["same maps"][deletion] == "+0.000 ± 0.000"
+    # Differences 0.10 and 0.30: mean 0.20, standard error 0.10.
+    assert rows["reversed"][2] == "-1.000" and rows["reversed"][deletion] == "+0.200 ± 0.100"
+    assert rows["reversed"][3] == "–", "a metric the records lack is shown as missing"
 
 
 def test_random_baseline_depends_only_on_the_item() -> None:

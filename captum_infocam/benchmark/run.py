@@ -58,6 +58,7 @@ __all__ = [
     "figure_items",
     "header",
     "legend",
+    "mean_and_error",
     "parse_fractions",
     "score_batch",
     "summarise",
@@ -196,7 +197,8 @@ def evaluate(
     return records
 
 
-def _mean_and_error(values: Sequence[float]) -> tuple[float, float]:
+def mean_and_error(values: Sequence[float]) -> tuple[float, float]:
+    """The mean of the values that are not NaN, and its standard error (NaN for fewer than 2)."""
     finite = [v for v in values if not math.isnan(v)]
     if not finite:
         return math.nan, math.nan
@@ -216,7 +218,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, li
             rows = [r for r in records if r["split"] == split and r["method"] == method]
             if rows:
                 summary[split][method] = {
-                    key: list(_mean_and_error([r.get(key, math.nan) for r in rows]))
+                    key: list(mean_and_error([r.get(key, math.nan) for r in rows]))
                     for key in ["seconds", *(m.key for m in METRICS)]
                 }
     return summary

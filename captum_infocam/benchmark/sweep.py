@@ -7,12 +7,19 @@ shipped network. Grad-CAM is scored on the same items as a reference. Prints one
 markdown table per (architecture, layer). Choose defaults on a ``--seed`` other
 than the reported split's (0).
 
-    python -m captum_infocam.benchmark sweep [--arch resnet] [--seed 1] [--images 100]
+``--paired`` adds a second table per layer that compares each configuration with
+the base item by item: the mean difference of each metric with its standard
+error, and the mean Spearman correlation of the scored maps with the base's.
+Add ``seed=1`` as a configuration to see how far the fit's own noise draws move
+them.
+
+    python -m captum_infocam.benchmark sweep [--arch resnet] [--seed 1] [--images 100] [--paired]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from typing import Any
 
@@ -22,27 +29,26 @@ from captum_infocam import InfoCAM
 from captum_infocam.benchmark.data import reference_images
 from captum_infocam.benchmark.items import GridItems, ShapesItems
 from captum_infocam.benchmark.methods import METHODS
-from captum_infocam.benchmark.run import METRICS, evaluate, summarise
+from captum_infocam.benchmark.run import METRICS, evaluate, mean_and_error, summarise
+from captum_infocam.benchmark.sanity import rank_correlation
 from captum_infocam.benchmark.zoo import LAYERS, load_model
+from captum_infocam.infocam import FIT_DEFAULTS
 
-__all__ = ["BASE", "CONFIGS", "add_arguments", "run_sweep"]
+__all__ = ["BASE", "CONFIGS", "add_arguments", "paired_table", "run_sweep"]
 
-#: The setting every configuration starts from: InfoCAM's defaults.
-BASE: dict[str, Any] = dict(
-    n_samples=2,
-    steps=10,
-    lr=1.0,
+#: The setting every configuration starts from: InfoCAM's defaults (``lr`` left to its
+#: default, 10 / ``steps``).
+BASE: dict[str, Any] = FIT_DEFAULTS["complement"] | dict(
     beta=1.0,
     gamma=1.0,
     prior="zero",
     readout="gates",
     contrast="complement",
-    evidence="log_odds",
 )
 #: What each configuration changes in :data:`BASE`.
 CONFIGS: dict[str, dict[str, Any]] = {
     "base": {},
-    "contrast=none": dict(contrast="none", evidence="log_likelihood", n_samples=4),
+    "contrast=none": dict(contrast="none", **FIT_DEFAULTS["none"]),
     "readout=bits": dict(readout="bits"),
     "readout=standardized": dict(readout="standardized"),
     "readout=information": dict(readout="information"),
@@ -54,10 +60,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "beta=2": dict(beta=2.0),
     "beta=3": dict(beta=3.0),
     "gamma=0": dict(gamma=0.0),
-    "n_samples=1": dict(n_samples=1),
+    "n_samples=2": dict(n_samples=2),
     "n_samples=4": dict(n_samples=4),
+    "steps=5": dict(steps=5),
+    "steps=6": dict(steps=6),
+    "steps=10": dict(steps=10),
     "steps=20": dict(steps=20),
+    "n_samples=2+steps=10": dict(n_samples=2, steps=10),
     "lr=0.3": dict(lr=0.3),
+    "seed=1": dict(seed=1),
 }
 
 
@@ -86,11 +97,16 @@ def run_sweep(args: argparse.Namespace) -> None:
         print(f"\n### {args.arch}, {layer_name} ({role} layer)\n")
         print("| configuration | split | s/img | " + " | ".join(labels) + " |")
         print("|" + " --- |" * (len(labels) + 3))
+        by_config = {}
         for name, explainers in rows.items():
             start = time.perf_counter()
             records = []
             for source in sources:
-                records += evaluate(model, source, explainers, 25, 16, 4, torch.device("cpu"))
+                keep = range(len(source)) if args.paired else ()
+                records += evaluate(
+                    model, source, explainers, 25, 16, 4, torch.device("cpu"), keep=keep
+                )
+            by_config[name] = records
             for split, methods in summarise(records).items():
                 values = next(iter(methods.values()))
                 cells = [f"{values['seconds'][0]:.4f}"] + [
@@ -98,6 +114,42 @@ def run_sweep(args: argparse.Namespace) -> None:
                 ]
                 print(f"| {name} | {split} | " + " | ".join(cells) + " |", flush=True)
             print(f"<!-- {name}: {time.perf_counter() - start:.0f} s -->", flush=True)
+        if args.paired and "base" in by_config:
+            print(f"\n#### {args.arch}, {layer_name}: difference to the base, item by item\n")
+            print(paired_table(by_config))
+
+
+def paired_table(by_config: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown rows ``configuration | split | maps' ρ | Δ metric ± s.e. ...`` against
+    ``by_config["base"]``, pairing records by split and item (records hold ``"map"``)."""
+    base = {(r["split"], r["item"]): r for r in by_config["base"]}
+    lines = [
+        "| configuration | split | ρ to the base | "
+        + " | ".join(f"Δ{m.label}" for m in METRICS)
+        + " |",
+        "|" + " --- |" * (len(METRICS) + 3),
+    ]
+    for name, records in by_config.items():
+        if name == "base" or not records:
+            continue
+        for split in dict.fromkeys(r["split"] for r in records):
+            pairs = [(r, base[split, r["item"]]) for r in records if r["split"] == split]
+            cells = []
+            for metric in METRICS:
+                mean, error = mean_and_error(
+                    [r.get(metric.key, math.nan) - b.get(metric.key, math.nan) for r, b in pairs]
+                )
+                cells.append("–" if math.isnan(mean) else f"{mean:+.3f} ± {error:.3f}")
+            correlation = rank_correlation(
+                torch.stack([r["map"].flatten() for r, _ in pairs]),
+                torch.stack([b["map"].flatten() for _, b in pairs]),
+            )
+            lines.append(
+                f"| {name} | {split} | {float(correlation.nanmean()):.3f} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,4 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="data seed (the reported split is 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument(
+        "--paired", action="store_true", help="also compare each configuration with the base"
+    )
     parser.set_defaults(handler=run_sweep)
