@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
@@ -386,8 +387,11 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             def log_odds(streams: Tensor, chunk: slice) -> Tensor:
                 value, targets = select_rows((value_rows, index_rows), chunk, len(index_rows))
                 value = self.reshape_transform.from_maps(streams.to(maps.dtype), value)
-                with torch.autocast(
-                    device.type, autocast_dtype, enabled=autocast_dtype is not None
+                # No context without autocast_dtype: a caller's own torch.autocast stays in force.
+                with (
+                    nullcontext()
+                    if autocast_dtype is None
+                    else torch.autocast(device.type, autocast_dtype)
                 ):
                     output = suffix(value, chunk)
                 return target_log_odds(output.to(fit_dtype), targets)
