@@ -10,6 +10,7 @@ from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.sanity import randomised, rank_correlation
 from captum_infocam.benchmark.zoo import LAYERS, load_model
 from captum_infocam.dsib import fit_dsib
+from captum_infocam.infocam import FIT_DEFAULTS, GATE_TRAVEL
 from captum_infocam.likelihood import resolve_likelihood
 from captum_infocam.metrics._common import saliency_maps
 from captum_infocam.prior import prior_moments
@@ -54,7 +55,8 @@ def test_the_evidence_term_moves_the_weights(arch: str) -> None:
     (value,) = activations
     mean, std = prior_moments("zero", value)
     head = torch.nn.Sequential(model.avgpool, torch.nn.Flatten(), model.fc)
-    samples, fits = 2, 2
+    defaults = FIT_DEFAULTS["complement"]
+    samples, steps, fits = defaults["n_samples"], defaults["steps"], 2
     index = batch.target.repeat_interleave(fits * 2 * samples)[:, None]
     target_log_odds = resolve_likelihood("softmax")
 
@@ -65,7 +67,7 @@ def test_the_evidence_term_moves_the_weights(arch: str) -> None:
         per_row = log_odds(z, rows).view(-1, fits, 2, samples)  # sample, fit, stream, draw
         return torch.stack([per_row[:, :, 0].detach(), per_row[:, :, 1]], 2).flatten()
 
-    settings = dict(n_samples=samples, steps=10, lr=1.0, beta=1.0, gamma=1.0, alpha_init=5.0)
+    settings = dict(n_samples=samples, steps=steps, lr=GATE_TRAVEL / steps, beta=1.0, gamma=1.0)
     weights, maps = [], []
     for function in (log_odds, without_evidence):
         fit = fit_dsib(
@@ -75,6 +77,7 @@ def test_the_evidence_term_moves_the_weights(arch: str) -> None:
             std,
             evidence="log_odds",
             complement=True,
+            alpha_init=5.0,
             generator=torch.Generator().manual_seed(0),
             **settings,
         )

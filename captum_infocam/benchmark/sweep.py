@@ -69,6 +69,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "n_samples=2+steps=10": dict(n_samples=2, steps=10),
     "lr=0.3": dict(lr=0.3),
     "seed=1": dict(seed=1),
+    "autocast_dtype=bfloat16": dict(autocast_dtype=torch.bfloat16),
 }
 
 
