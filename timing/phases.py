@@ -21,7 +21,7 @@ Prints a markdown table and, with ``--figure``, draws the phases at ``--figure-b
 against the layer's depth (left) and the ratio to LayerGradCam against the batch
 size (right).
 
-    python timing/phases.py [--batches 1,2,4,8] [--n-samples 2] [--bf16] [--figure speed.png]
+    python timing/phases.py [--batches 1,2,4,8] [--n-samples 2 --steps 10] [--bf16] [--figure F]
 """
 
 from __future__ import annotations
@@ -120,10 +120,11 @@ def main() -> None:
     parser.add_argument("--figure", default=None, help="where to save the plot (PNG)")
     parser.add_argument("--figure-batch", type=int, default=8)
     parser.add_argument("--n-samples", type=int, default=None, help="InfoCAM's n_samples")
+    parser.add_argument("--steps", type=int, default=None, help="InfoCAM's steps")
     parser.add_argument("--bf16", action="store_true", help="autocast_dtype=torch.bfloat16")
     args = parser.parse_args()
     device = torch.device(args.device)
-    settings = {"n_samples": args.n_samples}
+    settings = {"n_samples": args.n_samples, "steps": args.steps}
     if args.bf16:
         settings["autocast_dtype"] = torch.bfloat16
     print(f"device: {device}; torch {torch.__version__}; threads {torch.get_num_threads()}")

@@ -4,8 +4,9 @@ For torchvision ResNet-50 (layer2, layer3, layer4) and ViT-B/16 (the last block'
 first LayerNorm), random weights, 224 x 224 inputs, batch 1 and 8: the median
 time of each method over ``--repeats`` runs after one warm-up, and its ratio to
 ``captum.attr.LayerGradCam`` on the same model, layer and inputs in the same run.
-InfoCAM runs twice: with its default fit and with ``contrast="none"`` (the first
-release's single fit), whose times give the default's cost ratio.
+InfoCAM runs with its default fit, with ``autocast_dtype=torch.bfloat16`` (the network
+after the layer in bfloat16 during the fit), with ``n_samples=2, steps=10`` (the
+default before issue 14) and with ``contrast="none"`` (the first release's single fit).
 On CUDA the device is synchronised before each clock read. Score-CAM (one forward
 pass per channel) is slow on a CPU, so it runs only where the batch is at most
 ``--scorecam-max-batch``.
@@ -77,6 +78,14 @@ def methods(
     return {
         "LayerGradCam (captum)": grad_layer,
         "InfoCAM": lambda x, t: infocam.attribute(x, target=t),
+        # The default fit in bfloat16 after the layer (torch.autocast), where the device has it.
+        "InfoCAM autocast_dtype=bfloat16": (
+            lambda x, t: infocam.attribute(x, target=t, autocast_dtype=torch.bfloat16)
+        ),
+        # The default before issue 14: K = 2 draws, T = 10 steps (lr = 10 / T = 1).
+        "InfoCAM n_samples=2 steps=10": (
+            lambda x, t: infocam.attribute(x, target=t, n_samples=2, steps=10)
+        ),
         # The first release's fit, the baseline of the default's cost (issue 11: at most 2x).
         "InfoCAM contrast=none": lambda x, t: infocam.attribute(x, target=t, contrast="none"),
         **(chunked if internal_batch_size is not None else {}),
