@@ -29,7 +29,7 @@ from captum_infocam import (
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.zoo import load_model
 
-FAST = dict(n_samples=2, steps=2)
+FAST = dict(n_samples=2, steps=2, lr=1.0)
 #: For the tests of shapes and plumbing, whose FAST fits are flagged as collapsed.
 fast_fit = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
 

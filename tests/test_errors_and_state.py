@@ -14,7 +14,7 @@ import captum_infocam.infocam as infocam_module
 from captum_infocam import InfoCAM, TrainModeWarning
 from tests.conftest import ModelState, SmallCNN
 
-FAST = dict(n_samples=2, steps=2)
+FAST = dict(n_samples=2, steps=2, lr=1.0)
 pytestmark = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
 
 
@@ -364,8 +364,8 @@ def test_collapsed_fit_warning_points_at_the_callers_line(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         direct = inspect.currentframe().f_lineno + 1
-        cam.attribute(images, target=0, steps=1)  # one step cannot move a gate: collapsed
+        cam.attribute(images, target=0, steps=1, lr=1.0)  # one step of 1 leaves the gates > 0.9
         tunnel = inspect.currentframe().f_lineno + 1
-        NoiseTunnel(cam).attribute(images, nt_samples=2, target=0, steps=1)
+        NoiseTunnel(cam).attribute(images, nt_samples=2, target=0, steps=1, lr=1.0)
     locations = [(w.filename, w.lineno) for w in caught if w.category is CollapsedFitWarning]
     assert locations == [(__file__, direct), (__file__, tunnel)]
