@@ -297,8 +297,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 AVX-512 BF16, CUDA) or ``torch.float16`` (CUDA). The layer's
                 activations, the gates and the read-out stay in full precision;
                 only the gradients that steer the gates are rounded, so the map
-                moves within a tolerance (see the README's Speed section), not
-                bit for bit. ``None`` runs the fit in the layer's precision.
+                moves within a tolerance (``docs/speed.md``), not bit for
+                bit. ``None`` runs the fit in the layer's precision.
                 Default: None
 
         Returns:
