@@ -57,10 +57,10 @@ __all__ = ["CollapsedFitWarning", "InfoCAM", "TrainModeWarning"]
 #: The prior used when neither ``prior`` nor :meth:`InfoCAM.fit_statistics` gives one.
 DEFAULT_PRIOR = "zero"
 #: The fit's settings that depend on ``contrast`` when left at ``None``. The complement's
-#: were chosen on seed-1 benchmark items (docs/speed.md): 1 draw and 7 steps give the maps
-#: of 2 draws and 10 steps within one standard error of every metric, in 0.35 of the time;
-#: 5 or 6 steps lost on the grid split at VGG's middle layer. ``"none"`` keeps the first
-#: release's fit.
+#: were chosen on seed-1 benchmark items (docs/benchmark.md, issue 14): 1 draw and 7 steps
+#: give the maps of 2 draws and 10 steps within one standard error of every metric, in 0.35
+#: of the suffix passes, with one paired loss (GPG 0.021 lower on VGG's middle-layer grids);
+#: 5 or 6 steps lost more there. ``"none"`` keeps the first release's fit.
 FIT_DEFAULTS: dict[str, dict[str, Any]] = {
     "complement": dict(n_samples=1, steps=7, evidence="log_odds"),
     "none": dict(n_samples=4, steps=10, evidence="log_likelihood"),
