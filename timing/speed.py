@@ -64,6 +64,15 @@ def _pytorch_grad_cam(
     return pytorch_grad_cam_method(name, model, layer, reshape_transform=reshape, batch_size=64)
 
 
+def layer_gradcam(
+    gradcam: LayerGradCam, layout: Optional[LayerLayout]
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The baseline of every ratio: LayerGradCam's map, per token grid cell with ``layout``."""
+    if layout is None:
+        return lambda x, t: gradcam.attribute(x, t, relu_attributions=True)
+    return lambda x, t: layout.to_maps(gradcam.attribute(x, t, attr_dim_summation=False))
+
+
 def methods(
     model: nn.Module, layer: nn.Module, layout: object, internal_batch_size: Optional[int] = None
 ) -> tuple[dict[str, Callable], InfoCAM]:
@@ -71,11 +80,6 @@ def methods(
     ``internal_batch_size``, InfoCAM a second time, in chunks of that many rows."""
     infocam = InfoCAM(model, layer, reshape_transform=layout)
     gradcam = LayerGradCam(model, layer)
-    grad_layer = (
-        (lambda x, t: gradcam.attribute(x, t, relu_attributions=True))
-        if layout is None
-        else (lambda x, t: layout.to_maps(gradcam.attribute(x, t, attr_dim_summation=False)))
-    )
     chunked = {
         f"InfoCAM internal_batch_size={internal_batch_size}": (
             lambda x, t: infocam.attribute(x, target=t, internal_batch_size=internal_batch_size)
@@ -90,7 +94,7 @@ def methods(
             gradcam.attribute(x.repeat_interleave(10, 0), t.repeat_interleave(10, 0))
 
     return {
-        "LayerGradCam (captum)": grad_layer,
+        "LayerGradCam (captum)": layer_gradcam(gradcam, layout),
         "InfoCAM": lambda x, t: infocam.attribute(x, target=t),
         # The default fit in bfloat16 after the layer (torch.autocast), where the device has it.
         "InfoCAM autocast_dtype=bfloat16": (
