@@ -1,6 +1,6 @@
 """InfoCAM (Information-weighted Class Activation Mapping) as a Captum plugin."""
 
-from captum_infocam.dsib import DSIBFit
+from captum_infocam.dsib import DSIBFit, DSIBSettings
 from captum_infocam.infocam import CollapsedFitWarning, InfoCAM, TrainModeWarning
 from captum_infocam.layouts import ChannelsFirst, ChannelsLast, TokenGrid
 from captum_infocam.prior import PriorStatistics
@@ -11,6 +11,7 @@ __all__ = [
     "ChannelsLast",
     "CollapsedFitWarning",
     "DSIBFit",
+    "DSIBSettings",
     "DetectionBoxScore",
     "InfoCAM",
     "PriorStatistics",

@@ -87,7 +87,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -95,11 +95,19 @@ from torch import Tensor
 from torch.profiler import record_function
 from tqdm import tqdm
 
+from captum_infocam._validation import check_choice, check_int, check_real
+from captum_infocam.likelihood import Likelihood, resolve_likelihood
+from captum_infocam.prior import PRIORS, PriorStatistics, PriorType
+
 __all__ = [
+    "AUTOCAST_DTYPES",
     "CONTRASTS",
     "EVIDENCE",
+    "FIT_DEFAULTS",
+    "GATE_TRAVEL",
     "READOUTS",
     "DSIBFit",
+    "DSIBSettings",
     "channel_maps",
     "dual_streams",
     "fit_dsib",
@@ -122,6 +130,135 @@ EQUAL_GATES = 1e-3
 EVIDENCE = ("log_odds", "log_likelihood")
 #: Which bottlenecks a call fits: the target's and its complement's, or the target's alone.
 CONTRASTS = ("complement", "none")
+#: The fit's settings that depend on ``contrast`` when left at ``None``. The complement's
+#: were chosen on seed-1 benchmark items (docs/benchmark.md): 1 draw and 7 steps give the
+#: maps of 2 draws and 10 steps within one standard error of every metric, in 0.35 of the
+#: suffix passes, with one paired loss (GPG 0.021 lower on VGG's middle-layer grids); 5 or
+#: 6 steps lost more there. ``"none"`` keeps the first release's fit.
+FIT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "complement": dict(n_samples=1, steps=7, evidence="log_odds"),
+    "none": dict(n_samples=4, steps=10, evidence="log_likelihood"),
+}
+#: How far Adam can move a gate logit over a fit with the default learning rate
+#: ``GATE_TRAVEL / steps``: from ``alpha_init = 5`` (gate 0.993) down to -5 (0.007).
+GATE_TRAVEL = 10.0
+#: The reduced precisions ``autocast_dtype`` accepts for the network after the layer.
+AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
+
+
+@dataclass(frozen=True)
+class DSIBSettings:
+    r"""Every setting of InfoCAM's fit and read-out, checked when the object is made.
+
+    Pass one to :meth:`~captum_infocam.InfoCAM.attribute` as ``settings``;
+    :func:`dataclasses.replace` gives a changed copy, checked again. The settings
+    left at ``None`` take the default of the chosen ``contrast``
+    (:data:`FIT_DEFAULTS`, and ``lr`` = :data:`GATE_TRAVEL` / ``steps``) when the
+    fit runs (:meth:`resolved`), so ``DSIBSettings(contrast="none")`` alone is the
+    first release's fit and ``replace(settings, steps=20)`` also changes ``lr``.
+
+    Attributes:
+        contrast (str): ``"complement"``: a second bottleneck, for the evidence
+            against the target (its complementary event), is fitted in the same
+            pass and its gates are subtracted, :math:`w_c = \lambda^+_c - \lambda^-_c`;
+            ``"none"``: the single fit, :math:`w_c = \lambda_c`.
+            Default: ``"complement"``
+        n_samples (int): ``K``, noise draws per stream and step.
+            Default: 1 with the complement (2 bottlenecks x 2 streams x 1 draw:
+            4 rows per example and step), 4 with ``contrast="none"``
+        steps (int): ``T``, Adam steps of the fit.
+            Default: 7 with the complement, 10 with ``contrast="none"``
+        lr (float): Adam's learning rate on the gate logits. Adam moves every
+            logit by about ``lr`` per step, whatever its gradient's size, so
+            ``lr * steps`` is how far a logit can travel.
+            Default: :data:`GATE_TRAVEL` / ``steps``
+        beta (float): weight of the compression (mean KL) term. Default: 1.0
+        gamma (float): weight of the noise-stream term. Default: 1.0
+        alpha_init (float): initial gate logit (gates start at
+            :math:`\sigma(\alpha_0)`). Default: 5.0
+        evidence (str): the discriminative term of the loss: ``"log_odds"``
+            (:math:`-\ell`, which does not saturate on confident predictions) or
+            ``"log_likelihood"`` (the cross-entropy :math:`-\log p`).
+            Default: ``"log_odds"`` with the complement, ``"log_likelihood"`` with
+            ``contrast="none"``
+        prior (str or PriorStatistics, optional): the noise prior, ``"zero"`` or
+            ``"batch"`` (see :mod:`captum_infocam.prior`) or data-set statistics.
+            ``None``: the statistics of :meth:`~captum_infocam.InfoCAM.fit_statistics`
+            if it was called, else ``"zero"``. Default: None
+        readout (str): how the fit becomes channel maps: ``"gates"``
+            (:math:`\lambda_c A_c`), ``"bits"``, ``"standardized"`` or
+            ``"information"`` (see :data:`READOUTS`); with the complement, its
+            read-out is subtracted. Default: ``"gates"``
+        likelihood (str or Callable): how the output becomes :math:`\log p(y)`:
+            ``"softmax"`` over dimension 1, ``"sigmoid"`` per output, or a callable
+            ``(output, index) -> log p`` (see :mod:`captum_infocam.likelihood`).
+            Default: ``"softmax"``
+        seed (int, optional): seed of the noise draws (and of any randomness
+            inside the model during the call); the caller's random state is left
+            unchanged. ``None`` draws from the global generator. Default: 0
+        autocast_dtype (torch.dtype, optional): run the network after the layer
+            in this reduced precision during the fit (``torch.autocast``):
+            ``torch.bfloat16`` or ``torch.float16`` (CUDA). The activations, the
+            gates and the read-out stay in full precision. ``None`` runs the fit
+            in the layer's precision. Default: None
+
+    Examples::
+
+        >>> settings = DSIBSettings(beta=2.0, readout="bits")
+        >>> attr = cam.attribute(x, target=y, settings=settings)
+        >>> longer = dataclasses.replace(settings, steps=20)  # lr: 10 / 20
+        >>> longer.resolved().lr
+        0.5
+    """
+
+    contrast: str = "complement"
+    n_samples: Optional[int] = None
+    steps: Optional[int] = None
+    lr: Optional[float] = None
+    beta: float = 1.0
+    gamma: float = 1.0
+    alpha_init: float = 5.0
+    evidence: Optional[str] = None
+    prior: Optional[PriorType] = None
+    readout: str = "gates"
+    likelihood: Union[str, Likelihood] = "softmax"
+    seed: Optional[int] = 0
+    autocast_dtype: Optional[torch.dtype] = None
+
+    def __post_init__(self) -> None:
+        values = self._filled()
+        check_int("n_samples", values["n_samples"], 1)
+        check_real("lr", values["lr"], 0.0, strict=True)
+        check_real("beta", self.beta, 0.0)
+        check_real("gamma", self.gamma, 0.0)
+        check_real("alpha_init", self.alpha_init, float("-inf"))
+        check_choice("evidence", values["evidence"], EVIDENCE)
+        if self.prior is not None and not isinstance(self.prior, PriorStatistics):
+            check_choice("prior", self.prior, PRIORS)
+        check_choice("readout", self.readout, READOUTS)
+        resolve_likelihood(self.likelihood)
+        if self.seed is not None:
+            check_int("seed", self.seed, 0)
+        if self.autocast_dtype not in (None, *AUTOCAST_DTYPES):
+            raise TypeError(
+                f"autocast_dtype must be None, torch.bfloat16 or torch.float16, "
+                f"got {self.autocast_dtype!r}"
+            )
+
+    def resolved(self) -> DSIBSettings:
+        """A copy with the defaults that depend on ``contrast`` and ``steps`` filled in."""
+        return replace(self, **self._filled())
+
+    def _filled(self) -> dict[str, Any]:
+        check_choice("contrast", self.contrast, CONTRASTS)
+        values = {name: getattr(self, name) for name in ("n_samples", "steps", "evidence", "lr")}
+        for name, default in FIT_DEFAULTS[self.contrast].items():
+            if values[name] is None:
+                values[name] = default
+        check_int("steps", values["steps"], 1)
+        if values["lr"] is None:
+            values["lr"] = GATE_TRAVEL / values["steps"]
+        return values
 
 
 @dataclass(frozen=True)

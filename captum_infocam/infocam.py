@@ -35,41 +35,24 @@ from captum_infocam._validation import (
     check_input_dtypes,
     check_int,
     check_output_rows,
-    check_real,
     format_inputs,
 )
 from captum_infocam._warnings import caller_stacklevel, training_leaves
 from captum_infocam.dsib import (
-    CONTRASTS,
-    EVIDENCE,
-    READOUTS,
     DSIBFit,
+    DSIBSettings,
     channel_maps,
     fit_dsib,
     rows_per_example,
 )
 from captum_infocam.layouts import ChannelsFirst, LayerLayout
-from captum_infocam.likelihood import Likelihood, check_output, resolve_likelihood
-from captum_infocam.prior import PRIORS, PriorStatistics, PriorType, RunningMoments, prior_moments
+from captum_infocam.likelihood import check_output, resolve_likelihood
+from captum_infocam.prior import PriorStatistics, PriorType, RunningMoments, prior_moments
 
 __all__ = ["CollapsedFitWarning", "InfoCAM", "TrainModeWarning"]
 
 #: The prior used when neither ``prior`` nor :meth:`InfoCAM.fit_statistics` gives one.
 DEFAULT_PRIOR = "zero"
-#: The fit's settings that depend on ``contrast`` when left at ``None``. The complement's
-#: were chosen on seed-1 benchmark items (docs/benchmark.md, issue 14): 1 draw and 7 steps
-#: give the maps of 2 draws and 10 steps within one standard error of every metric, in 0.35
-#: of the suffix passes, with one paired loss (GPG 0.021 lower on VGG's middle-layer grids);
-#: 5 or 6 steps lost more there. ``"none"`` keeps the first release's fit.
-FIT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "complement": dict(n_samples=1, steps=7, evidence="log_odds"),
-    "none": dict(n_samples=4, steps=10, evidence="log_likelihood"),
-}
-#: How far Adam can move a gate logit over a fit with the default learning rate
-#: ``GATE_TRAVEL / steps``: from ``alpha_init = 5`` (gate 0.993) down to -5 (0.007).
-GATE_TRAVEL = 10.0
-#: The reduced precisions ``autocast_dtype`` accepts for the network after the layer.
-AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
 
 
 class CollapsedFitWarning(UserWarning):
@@ -192,21 +175,10 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,
         attr_dim_summation: bool = True,
-        n_samples: Optional[int] = None,
-        steps: Optional[int] = None,
-        lr: Optional[float] = None,
-        beta: float = 1.0,
-        gamma: float = 1.0,
-        alpha_init: float = 5.0,
-        prior: Optional[PriorType] = None,
-        readout: str = "gates",
-        likelihood: Union[str, Likelihood] = "softmax",
-        seed: Optional[int] = 0,
-        contrast: str = "complement",
-        evidence: Optional[str] = None,
+        settings: Optional[DSIBSettings] = None,
         internal_batch_size: Optional[int] = None,
         show_progress: bool = False,
-        autocast_dtype: Optional[torch.dtype] = None,
+        **fit_settings: Any,
     ) -> Tensor:
         r"""
         Args:
@@ -229,57 +201,12 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             attr_dim_summation (bool, optional): sum the weighted maps over
                 channels; ``False`` returns one map per channel.
                 Default: True
-            n_samples (int, optional): ``K``, noise draws per stream and step.
-                Default: 1 with the complement (2 bottlenecks x 2 streams x 1
-                draw: 4 rows per example and step), 4 with ``contrast="none"``
-                (the first release's default); see :data:`FIT_DEFAULTS`
-            steps (int, optional): ``T``, Adam steps of the fit.
-                Default: 7 with the complement, 10 with ``contrast="none"``
-            lr (float, optional): Adam's learning rate on the gate logits.
-                Adam moves every logit by about ``lr`` per step, whatever its
-                gradient's size, so ``lr * steps`` is how far a logit can
-                travel.
-                Default: :data:`GATE_TRAVEL` / ``steps`` (10 / 7 with the
-                complement's defaults, 1.0 with the first release's 10 steps)
-            beta (float, optional): weight of the compression (mean KL) term.
-                Default: 1.0
-            gamma (float, optional): weight of the noise-stream term.
-                Default: 1.0
-            alpha_init (float, optional): initial gate logit (gates start at
-                :math:`\sigma(\alpha_0)`).
-                Default: 5.0
-            prior (str or PriorStatistics, optional): the noise prior, ``"zero"``
-                or ``"batch"`` (see :mod:`captum_infocam.prior`) or data-set
-                statistics. Default: the statistics of :meth:`fit_statistics`
-                if it was called, else ``"zero"``.
-            readout (str, optional): how the fit becomes channel maps: ``"gates"``
-                (:math:`\lambda_c A_c`), ``"bits"`` (:math:`\mathrm{bits}_c A_c`),
-                ``"standardized"`` or ``"information"`` (see
-                :data:`captum_infocam.dsib.READOUTS`); with the complement, its
-                read-out is subtracted.
-                Default: ``"gates"``
-            likelihood (str or Callable, optional): how the output becomes
-                :math:`\log p(y)`: ``"softmax"`` over dimension 1, ``"sigmoid"``
-                per output, or a callable ``(output, index) -> log p`` (see
-                :mod:`captum_infocam.likelihood`).
-                Default: ``"softmax"``
-            seed (int, optional): seed of the noise draws (and of any randomness
-                inside the model during the call); the caller's random state is
-                left unchanged. ``None`` draws from the global generator.
-                Default: 0
-            contrast (str, optional): ``"complement"``: a second bottleneck, for
-                the evidence against the target (its complementary event), is
-                fitted in the same pass and its gates are subtracted,
-                :math:`w_c = \lambda^+_c - \lambda^-_c`; ``"none"``: the single
-                fit, :math:`w_c = \lambda_c` (see :mod:`captum_infocam.dsib`).
-                Default: ``"complement"``
-            evidence (str, optional): the discriminative term of the loss:
-                ``"log_odds"`` (:math:`-\ell`, the target's log-odds, which do
-                not saturate on confident predictions) or ``"log_likelihood"``
-                (the cross-entropy :math:`-\log p`).
-                Default: ``"log_odds"`` with the complement, ``"log_likelihood"``
-                with ``contrast="none"``, so that ``contrast="none"`` alone gives
-                the first release's fit
+            settings (DSIBSettings, optional): every setting of the fit and
+                its read-out (draws, steps, learning rate, beta, gamma, prior,
+                read-out, likelihood, seed, contrast, evidence, precision),
+                checked when the object is made; see
+                :class:`~captum_infocam.dsib.DSIBSettings`.
+                Default: ``DSIBSettings()``, the defaults
             internal_batch_size (int, optional): the most rows that go through
                 the network after the layer at once. Each step of the fit passes
                 ``N * F * 2K`` rows (``F`` = 2 bottlenecks with the complement,
@@ -291,15 +218,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             show_progress (bool, optional): show a progress bar over the
                 fit's steps.
                 Default: False
-            autocast_dtype (torch.dtype, optional): run the network after the
-                layer in this reduced precision during the fit
-                (``torch.autocast``): ``torch.bfloat16`` (CPUs with AMX or
-                AVX-512 BF16, CUDA) or ``torch.float16`` (CUDA). The layer's
-                activations, the gates and the read-out stay in full precision;
-                only the gradients that steer the gates are rounded, so the map
-                moves within a tolerance (``docs/speed.md``), not bit for
-                bit. ``None`` runs the fit in the layer's precision.
-                Default: None
+            **fit_settings: none; a setting of the fit passed here (``beta=2``)
+                raises a ``TypeError`` that names ``settings=DSIBSettings(...)``.
 
         Returns:
             *Tensor* of **attributions** with shape ``(N, 1, H, W)``, or
@@ -317,6 +237,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             >>> cam.last_fit.bits.shape  # information per channel, in bits
             torch.Size([2, 512])
             >>> weights = cam.last_fit.gates - cam.last_fit.complement.gates
+            >>> longer = cam.attribute(x, target=[3, 7], settings=DSIBSettings(steps=20))
         """
         inputs, num_examples = format_inputs(inputs)
         check_input_dtypes(inputs, self._model)
@@ -329,25 +250,26 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             ("show_progress", show_progress),
         ):
             check_bool(name, flag)
-        check_choice("contrast", contrast, CONTRASTS)
-        complement = contrast == "complement"
-        defaults = FIT_DEFAULTS[contrast]
-        n_samples = defaults["n_samples"] if n_samples is None else n_samples
-        steps = defaults["steps"] if steps is None else steps
-        evidence = defaults["evidence"] if evidence is None else evidence
-        check_int("steps", steps, 1)
-        lr = GATE_TRAVEL / steps if lr is None else lr
-        _check_fit_settings(n_samples, lr, beta, gamma, alpha_init, readout, seed)
+        if fit_settings:
+            name = next(iter(fit_settings))
+            raise TypeError(
+                f"attribute() got an unexpected keyword argument {name!r}; the fit's settings "
+                f"go in one object: settings=DSIBSettings({name}=...) "
+                "(from captum_infocam import DSIBSettings)"
+            )
+        if settings is None:
+            settings = DSIBSettings()
+        elif not isinstance(settings, DSIBSettings):
+            raise TypeError(
+                f"settings must be a DSIBSettings, got {type(settings).__name__}; "
+                "e.g. settings=DSIBSettings(beta=2.0)"
+            )
+        settings = settings.resolved()
+        complement = settings.contrast == "complement"
         if internal_batch_size is not None:
             check_int("internal_batch_size", internal_batch_size, 1)
-        if autocast_dtype not in (None, *AUTOCAST_DTYPES):
-            raise TypeError(
-                f"autocast_dtype must be None, torch.bfloat16 or torch.float16, "
-                f"got {autocast_dtype!r}"
-            )
-        check_choice("evidence", evidence, EVIDENCE)
-        prior = self._resolve_prior(prior)
-        target_log_odds = resolve_likelihood(likelihood)
+        prior = self._resolve_prior(settings.prior)
+        target_log_odds = resolve_likelihood(settings.likelihood)
         training = training_leaves(self._model)
         if training:
             warnings.warn(
@@ -358,9 +280,10 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 stacklevel=caller_stacklevel(),
             )
 
-        rows = rows_per_example(n_samples, complement)
+        rows = rows_per_example(settings.n_samples, complement)
         device = inputs[0].device
-        with preserved_buffers(self._model), seeded(seed, device) as generator:
+        autocast_dtype = settings.autocast_dtype
+        with preserved_buffers(self._model), seeded(settings.seed, device) as generator:
             with record_function("InfoCAM: prefix"):
                 suffix = open_suffix(
                     Request(
@@ -370,7 +293,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             self._suffix_strategy_used = suffix.strategy
             check_output_rows(suffix.output, num_examples, inputs)
             check_finite_tensor("the output of forward_func", suffix.output)
-            check_output(likelihood, suffix.output)
+            check_output(settings.likelihood, suffix.output)
             index = target_index(target, num_examples, suffix.output.shape, device)
             maps = self.reshape_transform.to_maps(suffix.value)
             if maps.dim() != 4:
@@ -402,13 +325,13 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                     log_odds,
                     mean,
                     std,
-                    n_samples=n_samples,
-                    steps=steps,
-                    lr=lr,
-                    beta=beta,
-                    gamma=gamma,
-                    alpha_init=alpha_init,
-                    evidence=evidence,
+                    n_samples=settings.n_samples,
+                    steps=settings.steps,
+                    lr=settings.lr,
+                    beta=settings.beta,
+                    gamma=settings.gamma,
+                    alpha_init=settings.alpha_init,
+                    evidence=settings.evidence,
                     complement=complement,
                     generator=generator,
                     internal_batch_size=internal_batch_size,
@@ -420,7 +343,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 "perturbed activations of the layer"
             )
         with record_function("InfoCAM: read-out"):
-            attributions = channel_maps(fit, readout, activations, mean, std)
+            attributions = channel_maps(fit, settings.readout, activations, mean, std)
             if attr_dim_summation:
                 attributions = attributions.sum(1, keepdim=True)
             if relu_attributions:
@@ -441,7 +364,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         inputs: Union[Tensor, tuple[Tensor, ...]],
         targets: Sequence[Union[Sequence[Union[int, tuple[int, ...]]], Tensor]],
         additional_forward_args: Optional[object] = None,
-        **settings: Any,
+        **attribute_kwargs: Any,
     ) -> tuple[Tensor, Tensor]:
         r"""Explains several targets of each example (each object of a scene) in one call.
 
@@ -465,8 +388,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 tensors whose first dimension is the number of examples are
                 repeated with the examples, other values are passed unchanged.
                 Default: None
-            **settings: any other argument of :meth:`attribute` (``n_samples``,
-                ``steps``, ``contrast``, ``readout``, ...).
+            **attribute_kwargs: any other argument of :meth:`attribute`
+                (``settings``, ``internal_batch_size``, ...).
 
         Returns:
             *tuple[Tensor, Tensor]* of **attributions**, ``(M, 1, H, W)`` as
@@ -482,7 +405,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             >>> image
             tensor([0, 0, 1])
         """
-        if "target" in settings:
+        if "target" in attribute_kwargs:
             raise TypeError("attribute_each takes the targets as targets, not target")
         inputs, num_examples = format_inputs(inputs)
         flat, counts = flatten_targets(targets, num_examples)
@@ -501,7 +424,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             expanded if len(expanded) > 1 else expanded[0],
             target=flat,
             additional_forward_args=extra,
-            **settings,
+            **attribute_kwargs,
         )
         return attributions, example_index
 
@@ -564,33 +487,11 @@ class InfoCAM(LayerAttribution, GradientAttribution):
     def _resolve_prior(self, prior: Optional[PriorType]) -> PriorType:
         if prior is None:
             return self.statistics if self.statistics is not None else DEFAULT_PRIOR
-        if isinstance(prior, PriorStatistics):
-            return prior
-        check_choice("prior", prior, PRIORS)
         return prior
 
 
 def _is_batched(value: Any, num_examples: int) -> bool:
     return isinstance(value, Tensor) and value.dim() > 0 and len(value) == num_examples
-
-
-def _check_fit_settings(
-    n_samples: Any,
-    lr: Any,
-    beta: Any,
-    gamma: Any,
-    alpha_init: Any,
-    readout: Any,
-    seed: Any,
-) -> None:
-    check_int("n_samples", n_samples, 1)
-    check_real("lr", lr, 0.0, strict=True)
-    check_real("beta", beta, 0.0)
-    check_real("gamma", gamma, 0.0)
-    check_real("alpha_init", alpha_init, float("-inf"))
-    check_choice("readout", readout, READOUTS)
-    if seed is not None:
-        check_int("seed", seed, 0)
 
 
 def _owning_module(forward_func: Callable[..., Any]) -> Optional[nn.Module]:

@@ -12,9 +12,9 @@ work unchanged.
   ``additional_forward_args``.
 * :class:`DetectionBoxScore`: the score of the detection that best matches a
   reference box (same label, largest IoU above a threshold), as a logit of shape
-  ``(N, 1)``; explain it with ``likelihood="sigmoid"`` (and no ``target``), so
-  that :math:`\log p(y)` is the log of the detection score. Where no detection
-  matches, the score is a floor of :math:`10^{-6}`.
+  ``(N, 1)``; explain it with ``settings=DSIBSettings(likelihood="sigmoid")``
+  (and no ``target``), so that :math:`\log p(y)` is the log of the detection
+  score. Where no detection matches, the score is a floor of :math:`10^{-6}`.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class DetectionBoxScore(nn.Module):
         >>> detector = torchvision.models.detection.fasterrcnn_resnet50_fpn(...).eval()
         >>> score = DetectionBoxScore(detector, box=torch.tensor([10., 20, 120, 200]), label=1)
         >>> cam = InfoCAM(score, detector.backbone.body.layer4)
-        >>> attr = cam.attribute(image[None], likelihood="sigmoid")
+        >>> attr = cam.attribute(image[None], settings=DSIBSettings(likelihood="sigmoid"))
     """
 
     def __init__(self, model: nn.Module, box: Tensor, label: int, iou_threshold: float = 0.5):

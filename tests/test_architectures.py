@@ -8,6 +8,7 @@ a fit is always flagged as collapsed, and those tests expect the warning.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import pytest
@@ -22,6 +23,7 @@ from captum_infocam import (
     ChannelsLast,
     CollapsedFitWarning,
     DetectionBoxScore,
+    DSIBSettings,
     InfoCAM,
     SegmentationRegion,
     TokenGrid,
@@ -29,7 +31,7 @@ from captum_infocam import (
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.zoo import load_model
 
-FAST = dict(n_samples=2, steps=2, lr=1.0)
+FAST = dict(settings=DSIBSettings(n_samples=2, steps=2, lr=1.0))
 #: For the tests of shapes and plumbing, whose FAST fits are flagged as collapsed.
 fast_fit = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
 
@@ -213,7 +215,8 @@ def test_detection_box_score_target() -> None:
         expected = torch.logit(detections["scores"][0].clamp(1e-6, 1 - 1e-6))
         torch.testing.assert_close(score(x)[0, 0], expected)
     layer = detector.backbone.body["16"]
-    attr = InfoCAM(score, layer).attribute(x, likelihood="sigmoid", **FAST)
+    sigmoid = replace(FAST["settings"], likelihood="sigmoid")
+    attr = InfoCAM(score, layer).attribute(x, settings=sigmoid)
     assert attr.shape[:2] == (1, 1) and torch.isfinite(attr).all() and (attr >= 0).all()
 
 
@@ -279,7 +282,7 @@ def _detection() -> tuple[nn.Module, nn.Module, dict]:
     with torch.no_grad():
         detection = detector(list(image))[0]
     score = DetectionBoxScore(detector, detection["boxes"][0], int(detection["labels"][0]))
-    return score, backbone[3], dict(inputs=image, likelihood="sigmoid")
+    return score, backbone[3], dict(inputs=image, settings=DSIBSettings(likelihood="sigmoid"))
 
 
 # Random torchvision weights leave some families without evidence: ViT's head starts at

@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import torch
 import torchvision
 from captum.attr import LayerGradCam
 
-from captum_infocam import InfoCAM
+from captum_infocam import DSIBSettings, InfoCAM
 from captum_infocam.benchmark.__main__ import main
 from captum_infocam.benchmark.data import CLASSES, ShapesDataset
 from captum_infocam.benchmark.items import Batch, GridItems, ShapesItems
@@ -109,7 +110,7 @@ def test_training_learns_the_shapes() -> None:
 def test_every_method_gives_one_map_per_item(name: str) -> None:
     model = load_model("resnet")
     batch = ShapesItems("pair", images=2).load(range(4))
-    maps = METHODS[name](model, model.layer3, {"n_samples": 2, "steps": 2})(batch)
+    maps = METHODS[name](model, model.layer3, DSIBSettings(n_samples=2, steps=2))(batch)
     assert maps.shape[0] == 4 and maps.dim() in (3, 4)
     assert torch.isfinite(maps).all()
 
@@ -117,10 +118,12 @@ def test_every_method_gives_one_map_per_item(name: str) -> None:
 def test_single_fit_entry_is_infocam_without_the_contrast() -> None:
     model = load_model("resnet")
     batch = ShapesItems("pair", images=1).load(range(2))
-    settings = {"n_samples": 2, "steps": 3}
+    settings = DSIBSettings(n_samples=2, steps=3)
     single = METHODS["InfoCAM (single fit)"](model, model.layer3, settings)(batch)
     cam = InfoCAM(model, model.layer3)
-    expected = cam.attribute(batch.image, target=batch.target, contrast="none", **settings)
+    expected = cam.attribute(
+        batch.image, target=batch.target, settings=replace(settings, contrast="none")
+    )
     torch.testing.assert_close(single, expected)
     assert not torch.allclose(single, METHODS["InfoCAM"](model, model.layer3, settings)(batch))
 
@@ -158,7 +161,7 @@ def test_paired_table_gives_differences_to_the_base_item_by_item() -> None:
 
 def test_random_baseline_depends_only_on_the_item() -> None:
     model = load_model("resnet")
-    explain = METHODS["Random"](model, model.layer3, {})
+    explain = METHODS["Random"](model, model.layer3)
     items = ShapesItems("single", images=3)
     together = explain(items.load(range(3)))
     alone = explain(items.load([2]))
@@ -167,7 +170,7 @@ def test_random_baseline_depends_only_on_the_item() -> None:
 
 def test_grid_items_are_scored_with_the_grid_pointing_game() -> None:
     model = load_model("resnet")
-    explainers = {"Centre": METHODS["Centre"](model, model.layer3, {})}
+    explainers = {"Centre": METHODS["Centre"](model, model.layer3)}
     device = torch.device("cpu")
     records = evaluate(model, GridItems(2), explainers, 4, 3, 4, device)
     records += evaluate(model, ShapesItems("single", 2), explainers, 2, 3, 4, device)
@@ -394,7 +397,7 @@ def test_the_figure_shows_the_maps_that_were_scored(
     assert drawn["titles"] == [f"grid/0: for {name}" for name in names]
     model = load_model("resnet")
     direct = InfoCAM(model, model.layer3).attribute(
-        grid.image, target=grid.target, n_samples=2, steps=2
+        grid.image, target=grid.target, settings=DSIBSettings(n_samples=2, steps=2)
     )
     torch.testing.assert_close(drawn["maps"]["InfoCAM"], direct)
     records = json.loads((tmp_path / "resnet_layer3_records.json").read_text())
@@ -500,7 +503,7 @@ def test_on_pairs_the_object_mask_beats_the_random_map_on_every_metric() -> None
     model = load_model("resnet")
     explainers = {
         "mask": lambda batch: batch.mask[:, None].float(),
-        "Random": METHODS["Random"](model, model.layer3, {}),
+        "Random": METHODS["Random"](model, model.layer3),
     }
     device = torch.device("cpu")
     records = evaluate(

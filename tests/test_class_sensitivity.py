@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from captum_infocam import InfoCAM
+from captum_infocam import DSIBSettings, InfoCAM
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.sanity import randomised, rank_correlation
 from captum_infocam.benchmark.zoo import LAYERS, load_model
-from captum_infocam.dsib import fit_dsib
-from captum_infocam.infocam import FIT_DEFAULTS, GATE_TRAVEL
+from captum_infocam.dsib import FIT_DEFAULTS, GATE_TRAVEL, fit_dsib
 from captum_infocam.likelihood import resolve_likelihood
 from captum_infocam.metrics._common import saliency_maps
 from captum_infocam.prior import prior_moments
@@ -18,14 +17,16 @@ from captum_infocam.prior import prior_moments
 pytestmark = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
 
 
-def _spearman_after_randomising_the_classifier(arch: str, **settings) -> float:
+def _spearman_after_randomising_the_classifier(
+    arch: str, settings: DSIBSettings | None = None
+) -> float:
     model = load_model(arch)
     batch = ShapesItems("single", 30, seed=0).load(range(30))
     layer = LAYERS[arch]["last"]
 
     def maps(network: torch.nn.Module) -> torch.Tensor:
         cam = InfoCAM(network, network.get_submodule(layer))
-        attr = cam.attribute(batch.image, target=batch.target, **settings)
+        attr = cam.attribute(batch.image, target=batch.target, settings=settings)
         return saliency_maps(attr, (64, 64), len(attr)).flatten(1)
 
     correlation = rank_correlation(maps(model), maps(randomised(model, ["fc"], seed=0)))
@@ -37,7 +38,7 @@ def test_randomising_the_classifier_changes_the_map(arch: str) -> None:
     # Adebayo et al. (2018): a map that survives a random classifier explains the input only.
     assert _spearman_after_randomising_the_classifier(arch) < 0.4
     # The single fit's positive weights outline the objects whatever the classifier does.
-    assert _spearman_after_randomising_the_classifier(arch, contrast="none") > 0.8
+    assert _spearman_after_randomising_the_classifier(arch, DSIBSettings(contrast="none")) > 0.8
 
 
 @pytest.mark.parametrize("arch", ["resnet", "vgg"])

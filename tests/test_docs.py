@@ -24,6 +24,7 @@ def test_the_html_reference_builds_without_warnings(tmp_path: Path) -> None:
     for name in (
         "InfoCAM.attribute",
         "InfoCAM.attribute_each",
+        "DSIBSettings",
         "output_scores",
         "show_overlay",
         "energy_pointing_game",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,10 +12,10 @@ import torchvision
 from torch import Tensor, nn
 
 import captum_infocam.infocam as infocam_module
-from captum_infocam import InfoCAM, TrainModeWarning
+from captum_infocam import DSIBSettings, InfoCAM, TrainModeWarning
 from tests.conftest import ModelState, SmallCNN
 
-FAST = dict(n_samples=2, steps=2, lr=1.0)
+FAST = dict(settings=DSIBSettings(n_samples=2, steps=2, lr=1.0))
 pytestmark = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
 
 
@@ -46,26 +47,12 @@ class ForwardCounter:
         (dict(target=1.5), TypeError, "target must be None, an int"),
         (dict(target=torch.tensor([0.0, 1.0, 2.0])), TypeError, "target must hold integers"),
         (dict(target=[0, (1,), 2]), ValueError, "target list must hold only integers"),
-        (dict(target=0, n_samples=0), ValueError, "n_samples must be >= 1"),
-        (dict(target=0, steps=0), ValueError, "steps must be >= 1"),
-        (dict(target=0, steps=2.0), TypeError, "steps must be an int"),
-        (dict(target=0, lr=0.0), ValueError, "lr must be finite and > 0"),
-        (dict(target=0, beta=-1.0), ValueError, "beta must be finite and >= 0"),
-        (dict(target=0, gamma=float("nan")), ValueError, "gamma must be finite"),
-        (dict(target=0, readout="max"), ValueError, "readout must be one of"),
-        (dict(target=0, prior="sample"), ValueError, "prior must be one of"),
-        (dict(target=0, likelihood="probit"), ValueError, "likelihood must be one of"),
-        (dict(target=0, likelihood=3), TypeError, "likelihood must be a name or a callable"),
-        (dict(target=0, seed=-1), ValueError, "seed must be >= 0"),
-        (dict(target=0, contrast="competitor"), ValueError, "contrast must be one of"),
-        (dict(target=0, evidence="logit"), ValueError, "evidence must be one of"),
-        (dict(target=0, contrast=None), ValueError, "contrast must be one of"),
         (dict(target=0, relu_attributions=1), TypeError, "relu_attributions must be a bool"),
         (dict(target=0, internal_batch_size=0), ValueError, "internal_batch_size must be >= 1"),
         (dict(target=0, internal_batch_size=8.0), TypeError, "internal_batch_size must be an int"),
         (dict(target=0, show_progress=None), TypeError, "show_progress must be a bool"),
-        (dict(target=0, autocast_dtype=torch.float32), TypeError, "autocast_dtype must be None"),
-        (dict(target=0, autocast_dtype="bf16"), TypeError, "autocast_dtype must be None"),
+        (dict(target=0, beta=2.0), TypeError, r"settings=DSIBSettings\(beta=\.\.\.\)"),
+        (dict(target=0, settings={"beta": 2.0}), TypeError, "settings must be a DSIBSettings"),
     ],
 )
 def test_bad_arguments_raise_before_the_model_runs(
@@ -81,6 +68,36 @@ def test_bad_arguments_raise_before_the_model_runs(
 
 
 @pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(n_samples=0), ValueError, "n_samples must be >= 1"),
+        (dict(steps=0), ValueError, "steps must be >= 1"),
+        (dict(steps=2.0), TypeError, "steps must be an int"),
+        (dict(lr=0.0), ValueError, "lr must be finite and > 0"),
+        (dict(beta=-1.0), ValueError, "beta must be finite and >= 0"),
+        (dict(gamma=float("nan")), ValueError, "gamma must be finite"),
+        (dict(readout="max"), ValueError, "readout must be one of"),
+        (dict(prior="sample"), ValueError, "prior must be one of"),
+        (dict(likelihood="probit"), ValueError, "likelihood must be one of"),
+        (dict(likelihood=3), TypeError, "likelihood must be a name or a callable"),
+        (dict(seed=-1), ValueError, "seed must be >= 0"),
+        (dict(contrast="competitor"), ValueError, "contrast must be one of"),
+        (dict(evidence="logit"), ValueError, "evidence must be one of"),
+        (dict(contrast=None), ValueError, "contrast must be one of"),
+        (dict(autocast_dtype=torch.float32), TypeError, "autocast_dtype must be None"),
+        (dict(autocast_dtype="bf16"), TypeError, "autocast_dtype must be None"),
+    ],
+)
+def test_bad_settings_raise_when_the_settings_are_made(
+    kwargs: dict, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        DSIBSettings(**kwargs)
+    with pytest.raises(error, match=message):  # checked again on a changed copy
+        replace(DSIBSettings(), **kwargs)
+
+
+@pytest.mark.parametrize(
     ("targets", "kwargs", "error", "message"),
     [
         (0, {}, TypeError, "targets must be a list with one list of targets per example"),
@@ -91,7 +108,7 @@ def test_bad_arguments_raise_before_the_model_runs(
         ([[0], [1.5], [2]], {}, ValueError, "targets: target list must hold only integers"),
         ([[0], torch.tensor([[1]]), [2]], {}, TypeError, r"targets\[1\] must be a 1-D"),
         ([[0], [1], [2]], dict(target=0), TypeError, "takes the targets as targets"),
-        ([[0], [1], [2]], dict(steps=0), ValueError, "steps must be >= 1"),
+        ([[0], [1], [2]], dict(steps=0), TypeError, "settings=DSIBSettings"),
     ],
 )
 def test_attribute_each_bad_targets_raise_before_the_model_runs(
@@ -176,7 +193,7 @@ def test_scalar_outputs_need_the_sigmoid_likelihood(small_cnn: SmallCNN, images:
     cam = InfoCAM(score, small_cnn.features)
     with pytest.raises(ValueError, match="use 'sigmoid'"):
         cam.attribute(images)
-    attr = cam.attribute(images, likelihood="sigmoid", **FAST)
+    attr = cam.attribute(images, settings=replace(FAST["settings"], likelihood="sigmoid"))
     assert attr.shape == (3, 1, 16, 16)
 
 
@@ -229,7 +246,11 @@ def test_the_model_is_restored_when_the_forward_raises(
     cam = InfoCAM(model, model.layer3, suffix_strategy=strategy)
     try:
         with pytest.raises(type(error)):
-            cam.attribute(torch.randn(2, 3, 32, 32), target=[0, 1], n_samples=2, steps=5)
+            cam.attribute(
+                torch.randn(2, 3, 32, 32),
+                target=[0, 1],
+                settings=DSIBSettings(n_samples=2, steps=5),
+            )
         state.assert_unchanged(model)
     finally:
         handle.remove()
@@ -361,11 +382,12 @@ def test_collapsed_fit_warning_points_at_the_callers_line(
     from captum_infocam import CollapsedFitWarning
 
     cam = InfoCAM(small_cnn, small_cnn.features)
+    one_step = DSIBSettings(steps=1, lr=1.0)  # a step of 1 leaves the gates > 0.9
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         direct = inspect.currentframe().f_lineno + 1
-        cam.attribute(images, target=0, steps=1, lr=1.0)  # one step of 1 leaves the gates > 0.9
+        cam.attribute(images, target=0, settings=one_step)
         tunnel = inspect.currentframe().f_lineno + 1
-        NoiseTunnel(cam).attribute(images, nt_samples=2, target=0, steps=1, lr=1.0)
+        NoiseTunnel(cam).attribute(images, nt_samples=2, target=0, settings=one_step)
     locations = [(w.filename, w.lineno) for w in caught if w.category is CollapsedFitWarning]
     assert locations == [(__file__, direct), (__file__, tunnel)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError, replace
+
 import matplotlib.pyplot as plt
 import pytest
 import torch
@@ -10,14 +12,15 @@ from captum.attr import visualization as viz
 from captum.metrics import sensitivity_max
 from torch import Tensor, nn
 
-from captum_infocam import CollapsedFitWarning, InfoCAM
+from captum_infocam import CollapsedFitWarning, DSIBSettings, InfoCAM
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.sanity import rank_correlation
 from captum_infocam.benchmark.zoo import LAYERS, load_model
 from captum_infocam.metrics._common import saliency_maps
 from tests.conftest import LinearHead, SmallCNN, coloured_squares, trained_copy
 
-FAST = dict(n_samples=4, steps=5, lr=1.0)
+FIT = DSIBSettings(n_samples=4, steps=5, lr=1.0)
+FAST = dict(settings=FIT)
 #: Mean Spearman correlation of a bfloat16 fit's maps with float32's on the shipped ResNet's
 #: middle layer (measured 0.99995; two seeds of the float32 fit give 0.97).
 AUTOCAST_MAP_CORRELATION = 0.99
@@ -39,7 +42,7 @@ def test_gates_order_channels_by_their_contribution() -> None:
     assert (against < 0.1).all(), "no channel is evidence against the target"
     # The map is exactly ReLU(sum_c (λ+_c - λ-_c) A_c).
     torch.testing.assert_close(attr, torch.full((1, 1, 6, 6), float((gates - against).sum())))
-    single = cam.attribute(x, target=0, contrast="none")
+    single = cam.attribute(x, target=0, settings=DSIBSettings(contrast="none"))
     torch.testing.assert_close(single, torch.full((1, 1, 6, 6), float(cam.last_fit.gates.sum())))
     assert cam.last_fit.complement is None
 
@@ -56,16 +59,19 @@ def test_evidence_against_the_target_gets_a_negative_weight() -> None:
     torch.testing.assert_close(attr[0, 0], (weights[:, None, None] * x[0]).sum(0))
     assert (attr[0, 0, :, :3] > 0).all() and (attr[0, 0, :, 3:] < 0).all()
     # The single fit cannot give a negative weight: the right half stays positive.
-    single = cam.attribute(x, target=0, relu_attributions=False, contrast="none")
+    single = cam.attribute(
+        x, target=0, relu_attributions=False, settings=DSIBSettings(contrast="none")
+    )
     assert (single > 0).all()
 
 
 @pytest.mark.parametrize("readout", ["gates", "bits", "standardized", "information"])
 def test_per_channel_maps_sum_to_the_map(readout: str, small_cnn: SmallCNN, images: Tensor) -> None:
     cam = InfoCAM(small_cnn, small_cnn.features)
-    summed = cam.attribute(images, target=1, readout=readout, relu_attributions=False, **FAST)
+    fit = replace(FIT, readout=readout)
+    summed = cam.attribute(images, target=1, relu_attributions=False, settings=fit)
     channels = cam.attribute(
-        images, target=1, readout=readout, relu_attributions=False, attr_dim_summation=False, **FAST
+        images, target=1, relu_attributions=False, attr_dim_summation=False, settings=fit
     )
     assert channels.shape == (3, 8, 16, 16)
     torch.testing.assert_close(channels.sum(1, keepdim=True), summed)
@@ -352,7 +358,7 @@ def test_chunked_rows_give_the_unchunked_fit(
         chunked = cam.attribute(x, **settings, internal_batch_size=internal_batch_size, **FAST)
     finally:
         handle.remove()
-    assert max(rows_seen) <= internal_batch_size and sum(rows_seen) == 48 * FAST["steps"]
+    assert max(rows_seen) <= internal_batch_size and sum(rows_seen) == 48 * FIT.steps
     scale_of = float(whole.abs().max())
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6 * scale_of)
     for got, expected in (
@@ -371,7 +377,7 @@ def test_show_progress_shows_the_fit_steps(
     assert capsys.readouterr().err == ""
     cam.attribute(images, target=[0, 1, 2], show_progress=True, **FAST)
     shown = capsys.readouterr().err
-    assert "InfoCAM fit" in shown and f"{FAST['steps']}/{FAST['steps']}" in shown
+    assert "InfoCAM fit" in shown and f"{FIT.steps}/{FIT.steps}" in shown
 
 
 def test_fit_statistics_match_the_data_set_and_become_the_default(small_cnn: SmallCNN) -> None:
@@ -388,9 +394,11 @@ def test_fit_statistics_match_the_data_set_and_become_the_default(small_cnn: Sma
     torch.testing.assert_close(statistics.std, std, rtol=1e-5, atol=1e-6)
     assert statistics.count == 12 * 8 * 8
     after = cam.attribute(x, target=0, **FAST)
-    torch.testing.assert_close(after, cam.attribute(x, target=0, prior=statistics, **FAST))
+    given = cam.attribute(x, target=0, settings=replace(FIT, prior=statistics))
+    torch.testing.assert_close(after, given)
     assert not torch.allclose(after, before)
-    torch.testing.assert_close(cam.attribute(x, target=0, prior="zero", **FAST), before)
+    zero = cam.attribute(x, target=0, settings=replace(FIT, prior="zero"))
+    torch.testing.assert_close(zero, before)
 
 
 def test_seed_gives_identical_maps_and_leaves_the_global_rng(
@@ -398,10 +406,10 @@ def test_seed_gives_identical_maps_and_leaves_the_global_rng(
 ) -> None:
     cam = InfoCAM(small_cnn, small_cnn.features)
     state = torch.random.get_rng_state()
-    first = cam.attribute(images, target=0, seed=3, **FAST)
+    first = cam.attribute(images, target=0, settings=replace(FIT, seed=3))
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert torch.equal(cam.attribute(images, target=0, seed=3, **FAST), first)
-    assert not torch.equal(cam.attribute(images, target=0, seed=4, **FAST), first)
+    assert torch.equal(cam.attribute(images, target=0, settings=replace(FIT, seed=3)), first)
+    assert not torch.equal(cam.attribute(images, target=0, settings=replace(FIT, seed=4)), first)
 
 
 def test_works_under_captum_sensitivity_max(small_cnn: SmallCNN, images: Tensor) -> None:
@@ -446,8 +454,50 @@ def test_collapse_is_reported_as_a_warning(weight: list, settings: dict) -> None
     cam = InfoCAM(model, model.layer)
     x = torch.ones(1, 4, 6, 6) * torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 4, 1, 1)
     with pytest.warns(CollapsedFitWarning, match="collapsed for 1 of 1"):
-        cam.attribute(x, target=0, **settings)
+        cam.attribute(x, target=0, settings=DSIBSettings(**settings))
     assert cam.last_fit.collapsed.all()
+
+
+def test_settings_fill_their_defaults_from_the_contrast_and_the_steps() -> None:
+    assert DSIBSettings().resolved() == DSIBSettings(
+        n_samples=1, steps=7, lr=10 / 7, evidence="log_odds"
+    )
+    assert DSIBSettings(contrast="none").resolved() == DSIBSettings(
+        contrast="none", n_samples=4, steps=10, lr=1.0, evidence="log_likelihood"
+    )
+    # Filled in when the fit runs, not when the object is made: a changed copy follows.
+    longer = replace(DSIBSettings(), steps=20)
+    assert longer.lr is None and longer.resolved().lr == 0.5
+    assert replace(DSIBSettings(), contrast="none").resolved().n_samples == 4
+    with pytest.raises(FrozenInstanceError):
+        DSIBSettings().beta = 2.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(contrast="none"),
+        dict(n_samples=2),
+        dict(steps=3),
+        dict(lr=0.3),
+        dict(beta=5.0),
+        dict(gamma=0.0),
+        dict(alpha_init=2.0),
+        dict(evidence="log_likelihood"),
+        dict(prior="batch"),
+        dict(readout="bits"),
+        dict(likelihood="sigmoid"),
+        dict(seed=1),
+    ],
+)
+def test_every_setting_reaches_the_fit(change: dict, trained_cnn: SmallCNN) -> None:
+    x, y = coloured_squares(4, generator=torch.Generator().manual_seed(2))
+    cam = InfoCAM(trained_cnn, trained_cnn.features)
+    default = cam.attribute(x, target=y, relu_attributions=False)
+    same = cam.attribute(x, target=y, relu_attributions=False, settings=DSIBSettings())
+    assert torch.equal(same, default)
+    changed = cam.attribute(x, target=y, relu_attributions=False, settings=DSIBSettings(**change))
+    assert not torch.allclose(changed, default)
 
 
 def test_interpolate_upsamples_nearest_and_bilinear() -> None:
@@ -476,7 +526,7 @@ def test_cuda_fit_matches_cpu_and_never_synchronises_per_step(trained_cnn: Small
         try:
             with warnings.catch_warnings(record=True) as record:
                 warnings.simplefilter("always")
-                cam.attribute(x.cuda(), target=y.cuda(), steps=steps)
+                cam.attribute(x.cuda(), target=y.cuda(), settings=DSIBSettings(steps=steps))
         finally:
             torch.cuda.set_sync_debug_mode("default")
         return sum("synchroniz" in str(w.message) for w in record)
@@ -493,7 +543,7 @@ def test_a_profile_names_each_phase_of_the_call(small_cnn: SmallCNN, images: Ten
     counts = {event.key: event.count for event in profile.key_averages()}
     per_step = ("streams", "suffix forward", "suffix backward", "gate gradient", "optimizer")
     for phase in per_step:
-        assert counts.get(f"InfoCAM: {phase}") == FAST["steps"], phase
+        assert counts.get(f"InfoCAM: {phase}") == FIT.steps, phase
     assert counts.get("InfoCAM: prefix") == 1 and counts.get("InfoCAM: read-out") == 1
 
 
@@ -516,7 +566,11 @@ def test_autocast_dtype_rounds_only_the_fit() -> None:
         ),
     ]
     try:
-        rounded = cam.attribute(batch.image, target=batch.target, autocast_dtype=torch.bfloat16)
+        rounded = cam.attribute(
+            batch.image,
+            target=batch.target,
+            settings=DSIBSettings(autocast_dtype=torch.bfloat16),
+        )
     finally:
         for hook in hooks:
             hook.remove()

@@ -80,7 +80,7 @@ def test_meta_evaluation_scores_each_map_as_the_metrics_do_and_noise_off_has_no_
     model = load_model("resnet")
     layer = model.layer3
     items = ShapesItems("single", 2)
-    best, random = METHODS["Grad-CAM"](model, layer, {}), METHODS["Random"](model, layer, {})
+    best, random = METHODS["Grad-CAM"](model, layer), METHODS["Random"](model, layer)
     result = meta_evaluate(
         model, items, best, random, batch_size=1, repeats=2, input_noise=0.0, score_noise=0.0
     )

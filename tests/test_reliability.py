@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from captum_infocam import InfoCAM
+from captum_infocam import DSIBSettings, InfoCAM
 from captum_infocam.metrics import (
     average_drop,
     average_gain,
@@ -94,15 +94,19 @@ def test_fuzzed_calls_give_a_finite_map_or_a_clear_error(data: st.DataObject) ->
         and lr > 0
     )
     cam = InfoCAM(model, model.layer)
-    kwargs = dict(target=target, n_samples=n_samples, steps=steps, beta=beta, gamma=gamma, lr=lr)
+
+    def call() -> torch.Tensor:
+        fit = DSIBSettings(n_samples=n_samples, steps=steps, beta=beta, gamma=gamma, lr=lr)
+        return cam.attribute(x, target=target, settings=fit)
+
     if valid:
-        attr = cam.attribute(x, **kwargs)
+        attr = call()
         assert attr.shape == (n, 1, layer_side, layer_side)
         assert torch.isfinite(attr).all() and (attr >= 0).all()
         assert torch.isfinite(cam.last_fit.gates).all()
     else:
         with pytest.raises((ValueError, TypeError)):
-            cam.attribute(x, **kwargs)
+            call()
     state.assert_unchanged(model)
 
 
@@ -150,7 +154,7 @@ def test_degenerate_activations_give_finite_maps(make, zero_map: bool) -> None:
     if zero_map:
         assert fit.zero_map.all()
     # The single fit's weights are positive: only a layer of zeros gives a zero map.
-    cam.attribute(x, target=[0, 2], contrast="none")
+    cam.attribute(x, target=[0, 2], settings=DSIBSettings(contrast="none"))
     assert cam.last_fit.zero_map.tolist() == [zero_map, zero_map]
 
 
@@ -177,7 +181,7 @@ def test_non_finite_values_are_reported(where: str) -> None:
         "during-fit": "perturbed activations",
     }
     with pytest.raises(ValueError, match=messages[where]):
-        cam.attribute(x, target=0, n_samples=2, steps=2)
+        cam.attribute(x, target=0, settings=DSIBSettings(n_samples=2, steps=2))
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])

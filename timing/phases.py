@@ -40,7 +40,7 @@ from captum.attr import LayerGradCam
 from speed import SETUPS, layer_gradcam
 from torch.profiler import ProfilerActivity, profile
 
-from captum_infocam import InfoCAM
+from captum_infocam import DSIBSettings, InfoCAM
 from captum_infocam.benchmark.clock import clock, synchronize
 
 PROFILED = {"resnet50/layer1": (torchvision.models.resnet50, lambda m: m.layer1, None)} | SETUPS
@@ -57,12 +57,12 @@ PHASES = (
 
 def phase_seconds(infocam: InfoCAM, x, target, device, settings) -> dict[str, float]:
     """Seconds of each phase of one call, and the call's wall time under ``"total"``."""
-    infocam.attribute(x, target=target, **settings)
+    infocam.attribute(x, target=target, settings=settings)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as profiler:
         synchronize(device)
         start = time.perf_counter()
-        infocam.attribute(x, target=target, **settings)
+        infocam.attribute(x, target=target, settings=settings)
         synchronize(device)
         total = time.perf_counter() - start
     events = {event.key: event for event in profiler.key_averages()}
@@ -114,9 +114,11 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="autocast_dtype=torch.bfloat16")
     args = parser.parse_args()
     device = torch.device(args.device)
-    settings = {"n_samples": args.n_samples, "steps": args.steps}
-    if args.bf16:
-        settings["autocast_dtype"] = torch.bfloat16
+    settings = DSIBSettings(
+        n_samples=args.n_samples,
+        steps=args.steps,
+        autocast_dtype=torch.bfloat16 if args.bf16 else None,
+    )
     print(f"device: {device}; torch {torch.__version__}; threads {torch.get_num_threads()}")
     print(f"InfoCAM settings: {settings}")
     columns = (*PHASES, "other", "total")

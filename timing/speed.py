@@ -36,7 +36,7 @@ import torchvision
 from captum.attr import LayerGradCam
 from torch import nn
 
-from captum_infocam import InfoCAM, TokenGrid
+from captum_infocam import DSIBSettings, InfoCAM, TokenGrid
 from captum_infocam.benchmark.clock import clock, synchronize
 from captum_infocam.benchmark.methods import pytorch_grad_cam_method
 from captum_infocam.layouts import LayerLayout
@@ -98,14 +98,20 @@ def methods(
         "InfoCAM": lambda x, t: infocam.attribute(x, target=t),
         # The default fit in bfloat16 after the layer (torch.autocast), where the device has it.
         "InfoCAM autocast_dtype=bfloat16": (
-            lambda x, t: infocam.attribute(x, target=t, autocast_dtype=torch.bfloat16)
+            lambda x, t: infocam.attribute(
+                x, target=t, settings=DSIBSettings(autocast_dtype=torch.bfloat16)
+            )
         ),
         # The default before issue 14: K = 2 draws, T = 10 steps (lr = 10 / T = 1).
         "InfoCAM n_samples=2 steps=10": (
-            lambda x, t: infocam.attribute(x, target=t, n_samples=2, steps=10)
+            lambda x, t: infocam.attribute(
+                x, target=t, settings=DSIBSettings(n_samples=2, steps=10)
+            )
         ),
         # The first release's fit, the baseline of the default's cost (issue 11: at most 2x).
-        "InfoCAM contrast=none": lambda x, t: infocam.attribute(x, target=t, contrast="none"),
+        "InfoCAM contrast=none": lambda x, t: infocam.attribute(
+            x, target=t, settings=DSIBSettings(contrast="none")
+        ),
         **(chunked if internal_batch_size is not None else {}),
         "GradCAM++ (grad-cam)": _pytorch_grad_cam("GradCAMPlusPlus", model, layer, layout),
         "LayerCAM (grad-cam)": _pytorch_grad_cam("LayerCAM", model, layer, layout),

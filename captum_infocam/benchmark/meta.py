@@ -272,8 +272,8 @@ def _meta(args: argparse.Namespace) -> None:
     for arch in args.archs:
         model = load_model(arch)
         layer = model.get_submodule(LAYERS[arch]["last"])
-        best = METHODS[args.best](model, layer, {})
-        random = METHODS["Random"](model, layer, {})
+        best = METHODS[args.best](model, layer)
+        random = METHODS["Random"](model, layer)
         splits = [
             ShapesItems("single", args.images, args.seed),
             ShapesItems("pair", args.pairs, args.seed),

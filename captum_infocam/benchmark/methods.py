@@ -1,6 +1,7 @@
 """The compared methods, as a registry of factories.
 
-A factory takes ``(model, layer, infocam_settings)`` and returns an explainer: a
+A factory takes ``(model, layer)`` and, for InfoCAM, the fit's
+:class:`~captum_infocam.DSIBSettings` (default: InfoCAM's defaults), and returns an explainer: a
 function of a :class:`~captum_infocam.benchmark.items.Batch` that returns maps
 ``(N, 1, h, w)`` or ``(N, H, W)``. Adding a method is one entry in
 :data:`METHODS`; a method too slow for the default run also goes in
@@ -13,33 +14,40 @@ import contextlib
 import io
 import math
 import zlib
-from typing import Any, Callable, Optional
+from dataclasses import replace
+from typing import Callable, Optional
 
 import torch
 from captum.attr import LayerGradCam
 from torch import Tensor, nn
 
-from captum_infocam import InfoCAM
+from captum_infocam import DSIBSettings, InfoCAM
 from captum_infocam.benchmark.items import Batch
 
 __all__ = ["DEFAULT_METHODS", "METHODS", "SLOW_METHODS", "Explainer", "pytorch_grad_cam_method"]
 
 Explainer = Callable[[Batch], Tensor]
-Factory = Callable[[nn.Module, nn.Module, dict[str, Any]], Explainer]
+Factory = Callable[[nn.Module, nn.Module, Optional[DSIBSettings]], Explainer]
 
 
-def _infocam(model: nn.Module, layer: nn.Module, settings: dict[str, Any]) -> Explainer:
+def _infocam(
+    model: nn.Module, layer: nn.Module, settings: Optional[DSIBSettings] = None
+) -> Explainer:
     cam = InfoCAM(model, layer)
-    return lambda batch: cam.attribute(batch.image, target=batch.target, **settings)
+    return lambda batch: cam.attribute(batch.image, target=batch.target, settings=settings)
 
 
-def _infocam_single_fit(model: nn.Module, layer: nn.Module, settings: dict[str, Any]) -> Explainer:
+def _infocam_single_fit(
+    model: nn.Module, layer: nn.Module, settings: Optional[DSIBSettings] = None
+) -> Explainer:
     """InfoCAM with the first release's fit (``contrast="none"``): one bottleneck, for
     the target only."""
-    return _infocam(model, layer, settings | {"contrast": "none"})
+    return _infocam(model, layer, replace(settings or DSIBSettings(), contrast="none"))
 
 
-def _grad_cam(model: nn.Module, layer: nn.Module, settings: dict[str, Any]) -> Explainer:
+def _grad_cam(
+    model: nn.Module, layer: nn.Module, settings: Optional[DSIBSettings] = None
+) -> Explainer:
     cam = LayerGradCam(model, layer)
     return lambda batch: cam.attribute(batch.image, target=batch.target, relu_attributions=True)
 
@@ -88,14 +96,18 @@ def pytorch_grad_cam_method(
 def _pytorch_grad_cam(class_name: str) -> Factory:
     """The benchmark's factory for a method of pytorch-grad-cam."""
 
-    def factory(model: nn.Module, layer: nn.Module, settings: dict[str, Any]) -> Explainer:
+    def factory(
+        model: nn.Module, layer: nn.Module, settings: Optional[DSIBSettings] = None
+    ) -> Explainer:
         explain = pytorch_grad_cam_method(class_name, model, layer)
         return lambda batch: explain(batch.image, batch.target)
 
     return factory
 
 
-def _centre(model: nn.Module, layer: nn.Module, settings: dict[str, Any]) -> Explainer:
+def _centre(
+    model: nn.Module, layer: nn.Module, settings: Optional[DSIBSettings] = None
+) -> Explainer:
     """A Gaussian at the image centre (sigma a quarter of the side): the trivial baseline."""
 
     def explain(batch: Batch) -> Tensor:
@@ -109,7 +121,9 @@ def _centre(model: nn.Module, layer: nn.Module, settings: dict[str, Any]) -> Exp
     return explain
 
 
-def _random(model: nn.Module, layer: nn.Module, settings: dict[str, Any]) -> Explainer:
+def _random(
+    model: nn.Module, layer: nn.Module, settings: Optional[DSIBSettings] = None
+) -> Explainer:
     """Uniform noise at the layer's resolution, seeded by each item's key."""
 
     def explain(batch: Batch) -> Tensor:

@@ -14,7 +14,7 @@ import functools
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence, Union
 
@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from captum_infocam import InfoCAM, PriorStatistics
+from captum_infocam import DSIBSettings, InfoCAM, PriorStatistics
 from captum_infocam.benchmark.clock import timed
 from captum_infocam.benchmark.data import reference_images
 from captum_infocam.benchmark.items import Batch, FolderItems, GridItems, ShapesItems
@@ -57,6 +57,7 @@ __all__ = [
     "evaluate",
     "figure_items",
     "header",
+    "infocam_settings",
     "legend",
     "mean_and_error",
     "parse_fractions",
@@ -65,6 +66,9 @@ __all__ = [
 ]
 
 Items = Union[ShapesItems, FolderItems, GridItems]
+#: ``prior=dataset`` in ``--infocam`` (and the sweep): the layer's statistics over
+#: reference images (:func:`_reference_statistics`).
+DATASET_PRIOR = "dataset"
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,15 @@ METRICS = [
     MetricColumn("grid_pointing_game", "GPG", grid_pointing_game),
 ]
 
+#: The columns that :func:`~captum_infocam.metrics.confidence_metrics` computes together.
+_CONFIDENCE_KEYS = {
+    "average_drop",
+    "average_increase",
+    "average_gain",
+    "improved_average_drop",
+    "improved_average_increase",
+}
+
 #: What each column of the table means, in one line; docs/metrics.md has the definitions.
 COLUMN_HELP = {
     "seconds": "seconds per item to compute the map (the metrics not included)",
@@ -124,23 +137,33 @@ def score_batch(
     n_steps: int,
     tolerance: int,
     road_fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    metrics: Collection[str] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Every metric of :data:`METRICS` for one batch of maps, each ``(N,)``; the grid
-    pointing game only for grid items (those with a :attr:`Batch.cell`)."""
+    """Every metric of :data:`METRICS` (or those whose keys are in ``metrics``) for one
+    batch of maps, each ``(N,)``; the grid pointing game only for grid items (those with a
+    :attr:`Batch.cell`)."""
+    wanted = {m.key for m in METRICS} if metrics is None else set(metrics)
     image, target = batch.image, batch.target
-    values = confidence_metrics(model, image, maps, target=target)
-    values["insertion"] = insertion_auc(model, image, maps, target=target, n_steps=n_steps)
-    values["deletion"] = deletion_auc(model, image, maps, target=target, n_steps=n_steps)
+    values: dict[str, torch.Tensor] = {}
+    if wanted & _CONFIDENCE_KEYS:
+        values |= confidence_metrics(model, image, maps, target=target)
+    if "insertion" in wanted:
+        values["insertion"] = insertion_auc(model, image, maps, target=target, n_steps=n_steps)
+    if "deletion" in wanted:
+        values["deletion"] = deletion_auc(model, image, maps, target=target, n_steps=n_steps)
     for key, road in (
         ("road_most_relevant_first", road_most_relevant_first),
         ("road_least_relevant_first", road_least_relevant_first),
     ):
-        values[key] = road(model, image, maps, target=target, fractions=road_fractions)
-    values["energy_pointing_game"] = energy_pointing_game(maps, batch.mask)
-    values["pointing_game"] = pointing_game(maps, batch.mask, tolerance=tolerance)
-    if batch.cell is not None:
+        if key in wanted:
+            values[key] = road(model, image, maps, target=target, fractions=road_fractions)
+    if "energy_pointing_game" in wanted:
+        values["energy_pointing_game"] = energy_pointing_game(maps, batch.mask)
+    if "pointing_game" in wanted:
+        values["pointing_game"] = pointing_game(maps, batch.mask, tolerance=tolerance)
+    if batch.cell is not None and "grid_pointing_game" in wanted:
         values["grid_pointing_game"] = grid_pointing_game(maps, batch.cell)
-    return values
+    return {key: value for key, value in values.items() if key in wanted}
 
 
 def evaluate(
@@ -155,9 +178,11 @@ def evaluate(
     world_size: int = 1,
     road_fractions: Sequence[float] = DEFAULT_FRACTIONS,
     keep: Collection[int] = (),
+    metrics: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-item records of this process's share of ``items``, one method after another,
-    each with its own progress bar.
+    each with its own progress bar; every metric of :data:`METRICS`, or those whose keys
+    are in ``metrics``.
 
     The record of an item whose index is in ``keep`` also holds, under ``"map"``, the
     map that was scored (on the CPU), so that a figure shows what the table scored.
@@ -179,7 +204,7 @@ def evaluate(
                 values = {
                     k: v.tolist()
                     for k, v in score_batch(
-                        model, batch, maps, n_steps, tolerance, road_fractions
+                        model, batch, maps, n_steps, tolerance, road_fractions, metrics
                     ).items()
                 }
                 for row, (index, key) in enumerate(zip(indices, batch.keys, strict=True)):
@@ -257,22 +282,41 @@ def parse_fractions(text: str) -> tuple[float, ...]:
     return tuple(float(part) for part in text.split(","))
 
 
-def _parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["beta=2", "readout=bits"]`` to ``{"beta": 2, "readout": "bits"}``."""
-    settings: dict[str, Any] = {}
+def infocam_settings(pairs: Sequence[str]) -> tuple[DSIBSettings, bool]:
+    """``["beta=2", "readout=bits"]`` (the ``--infocam`` argument) to InfoCAM's settings,
+    and whether they ask for the data-set prior (``prior=dataset``, filled in once the
+    layer's statistics are known). Exits with a one-line message on a bad pair."""
+    names = [field.name for field in fields(DSIBSettings)]
+    values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep:
-            raise ValueError(f"--infocam takes key=value pairs, got {pair!r}")
-        for convert in (int, float):
-            try:
-                settings[key] = convert(text)
-                break
-            except ValueError:
-                continue
-        else:
-            settings[key] = None if text == "None" else text
-    return settings
+            raise SystemExit(f"--infocam takes key=value pairs, got {pair!r}")
+        if key not in names:
+            raise SystemExit(f"--infocam: unknown setting {key!r}; choose from {names}")
+        values[key] = _setting_value(key, text)
+    dataset_prior = values.get("prior") == DATASET_PRIOR
+    if dataset_prior:
+        del values["prior"]
+    try:
+        return DSIBSettings(**values), dataset_prior
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"--infocam: {error}") from None
+
+
+def _setting_value(key: str, text: str) -> Any:
+    """A setting's text as the value ``DSIBSettings`` takes: a number, ``None``, a dtype
+    for ``autocast_dtype`` (``bfloat16``), or the text itself."""
+    if text == "None":
+        return None
+    if key == "autocast_dtype":
+        return getattr(torch, text, text)
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            continue
+    return text
 
 
 def _distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
@@ -464,13 +508,14 @@ def _run(args: argparse.Namespace) -> None:
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         raise SystemExit(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    settings, dataset_prior = infocam_settings(args.infocam)
     model, layer, tag, sources = _load_setup(args)
     if rank == 0:
         print(header(args, tag, sources, device, world_size), flush=True)
     model.to(device)
-    settings = _parse_settings(args.infocam)
-    if settings.get("prior") == "dataset":
-        settings["prior"] = _reference_statistics(model, layer, sources, args, device)
+    if dataset_prior:
+        statistics = _reference_statistics(model, layer, sources, args, device)
+        settings = replace(settings, prior=statistics)
     explainers = {name: METHODS[name](model, layer, settings) for name in args.methods}
     example, shown = figure_items(sources)
     records = []
@@ -550,7 +595,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="InfoCAM.attribute settings, e.g. beta=2 readout=bits",
+        help="InfoCAM's DSIBSettings, e.g. beta=2 readout=bits (prior=dataset: the layer's "
+        "statistics over reference images)",
     )
     parser.add_argument("--batch-size", type=int, default=25)
     parser.add_argument("--n-steps", type=int, default=16, help="insertion/deletion steps")

@@ -67,7 +67,7 @@ def run_sanity(args: argparse.Namespace) -> None:
     size = tuple(batch.image.shape[-2:])
 
     def maps(network: nn.Module, method: str) -> Tensor:
-        explain = METHODS[method](network, network.get_submodule(layer_name), {})
+        explain = METHODS[method](network, network.get_submodule(layer_name))
         return saliency_maps(explain(batch).detach(), size, len(batch.image)).flatten(1)
 
     reference = {method: maps(model, method) for method in args.methods}

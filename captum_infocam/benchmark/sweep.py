@@ -21,40 +21,41 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from captum_infocam import InfoCAM
+from captum_infocam import DSIBSettings, InfoCAM
 from captum_infocam.benchmark.data import reference_images
 from captum_infocam.benchmark.items import GridItems, ShapesItems
 from captum_infocam.benchmark.methods import METHODS
-from captum_infocam.benchmark.run import METRICS, evaluate, mean_and_error, summarise
+from captum_infocam.benchmark.run import (
+    DATASET_PRIOR,
+    METRICS,
+    evaluate,
+    mean_and_error,
+    summarise,
+)
 from captum_infocam.benchmark.sanity import rank_correlation
 from captum_infocam.benchmark.zoo import LAYERS, load_model
-from captum_infocam.infocam import FIT_DEFAULTS
 
 __all__ = ["BASE", "CONFIGS", "add_arguments", "paired_table", "run_sweep"]
 
-#: The setting every configuration starts from: InfoCAM's defaults (``lr`` left to its
-#: default, 10 / ``steps``).
-BASE: dict[str, Any] = FIT_DEFAULTS["complement"] | dict(
-    beta=1.0,
-    gamma=1.0,
-    prior="zero",
-    readout="gates",
-    contrast="complement",
-)
-#: What each configuration changes in :data:`BASE`.
+#: The setting every configuration starts from: InfoCAM's defaults, with the prior
+#: named (``"zero"``, what an explainer without data-set statistics uses).
+BASE = DSIBSettings(prior="zero")
+#: What each configuration changes in :data:`BASE` (``prior="dataset"``: the layer's
+#: statistics over reference images).
 CONFIGS: dict[str, dict[str, Any]] = {
     "base": {},
-    "contrast=none": dict(contrast="none", **FIT_DEFAULTS["none"]),
+    "contrast=none": dict(contrast="none"),
     "readout=bits": dict(readout="bits"),
     "readout=standardized": dict(readout="standardized"),
     "readout=information": dict(readout="information"),
     "prior=batch": dict(prior="batch"),
-    "prior=dataset": dict(prior="dataset"),
-    "prior=dataset+readout=standardized": dict(prior="dataset", readout="standardized"),
+    "prior=dataset": dict(prior=DATASET_PRIOR),
+    "prior=dataset+readout=standardized": dict(prior=DATASET_PRIOR, readout="standardized"),
     "beta=0.1": dict(beta=0.1),
     "beta=0.5": dict(beta=0.5),
     "beta=2": dict(beta=2.0),
@@ -89,11 +90,12 @@ def run_sweep(args: argparse.Namespace) -> None:
         layer_name = LAYERS[args.arch][role]
         layer = model.get_submodule(layer_name)
         statistics = InfoCAM(model, layer).fit_statistics(reference_images(args.seed))
-        rows = {"Grad-CAM (reference)": {"Grad-CAM": METHODS["Grad-CAM"](model, layer, {})}}
+        rows = {"Grad-CAM (reference)": {"Grad-CAM": METHODS["Grad-CAM"](model, layer)}}
         for name in args.configs.split(","):
-            settings = BASE | CONFIGS[name]
-            if settings["prior"] == "dataset":
-                settings["prior"] = statistics
+            overrides = CONFIGS[name]
+            if overrides.get("prior") == DATASET_PRIOR:
+                overrides = overrides | {"prior": statistics}
+            settings = replace(BASE, **overrides)
             rows[name] = {"InfoCAM": METHODS["InfoCAM"](model, layer, settings)}
         print(f"\n### {args.arch}, {layer_name} ({role} layer)\n")
         print("| configuration | split | s/img | " + " | ".join(labels) + " |")
