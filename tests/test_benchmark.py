@@ -27,6 +27,7 @@ from captum_infocam.benchmark.run import (
     METRICS,
     add_arguments,
     evaluate,
+    infocam_settings,
     legend,
     markdown_table,
     summarise,
@@ -633,3 +634,32 @@ def test_weights_for_another_number_of_classes_name_num_classes(tmp_path: Path) 
     expected = r"fc\.weight \(6, 512\) \(the model has \(1000, 512\)\).*with --num-classes"
     with pytest.raises(SystemExit, match=expected):
         main(arguments)  # --num-classes defaults to 1000; the folder is never read
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        (["betta=2"], "--infocam: unknown setting 'betta'; choose from"),
+        (["beta=abc"], "--infocam: beta must be a real number, got str"),
+        (["steps=0"], "--infocam: steps must be >= 1, got 0"),
+        (["beta"], "--infocam takes key=value pairs, got 'beta'"),
+    ],
+)
+def test_bad_infocam_settings_stop_the_run_before_it_starts(
+    pairs: list[str], message: str, tmp_path: Path, capsys
+) -> None:
+    with pytest.raises(SystemExit, match=message):
+        main(["run", "--images", "1", "--out", str(tmp_path), "--infocam", *pairs])
+    assert "Benchmark:" not in capsys.readouterr().out  # nothing started
+
+
+def test_infocam_settings_parse_numbers_dtypes_and_the_dataset_prior() -> None:
+    settings, dataset_prior = infocam_settings(
+        ["beta=2", "steps=3", "readout=bits", "autocast_dtype=bfloat16", "seed=None"]
+    )
+    assert settings == DSIBSettings(
+        beta=2.0, steps=3, readout="bits", autocast_dtype=torch.bfloat16, seed=None
+    )
+    assert not dataset_prior
+    settings, dataset_prior = infocam_settings(["prior=dataset"])
+    assert dataset_prior and settings.prior is None
