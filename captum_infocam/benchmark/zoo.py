@@ -1,14 +1,21 @@
 """The benchmark's small trained networks, shipped as package data.
 
-Two families, both ending in global average pooling and a linear layer:
+Two families, each in a shallow and a deep form, all ending in global average
+pooling and a linear layer:
 
 * ``"resnet"``: a compact ResNet of torchvision ``BasicBlock`` stages
-  (64 -> 32 -> 16 -> 8 pixels);
-* ``"vgg"``: a VGG-style stack of convolution, batch norm, ReLU and max pooling.
+  (64 -> 32 -> 16 -> 8 pixels), one block per stage;
+* ``"resnet18"``: the ResNet-18 layout (four stages of two ``BasicBlock`` each,
+  17 convolutions) at a quarter of its widths;
+* ``"vgg"``: a VGG-style stack of convolution, batch norm, ReLU and max pooling,
+  four convolutions;
+* ``"vgg12"``: the same plain stack with three convolutions per block, 12 in all
+  (no skip connection, where gradients shatter fastest with depth).
 
 Each has a ``"last"`` layer (the last convolutional stage, 8 x 8 for 64-pixel
 images, followed only by pooling and the classifier) and a ``"middle"`` one (an
-earlier stage whose suffix is itself a non-linear network). Retrain with
+earlier stage whose suffix is itself a non-linear network); :data:`STAGES` lists
+every stage in order of depth, for the depth study. Retrain with
 ``python -m captum_infocam.benchmark train --arch resnet`` (see ``train.py``).
 """
 
@@ -23,7 +30,18 @@ from torchvision.models.resnet import BasicBlock
 
 from captum_infocam.benchmark.data import CLASSES
 
-__all__ = ["ARCHITECTURES", "LAYERS", "CompactResNet", "CompactVGG", "load_model", "weights_path"]
+__all__ = [
+    "ARCHITECTURES",
+    "LAYERS",
+    "STAGES",
+    "CompactResNet",
+    "CompactResNet18",
+    "CompactVGG",
+    "CompactVGG12",
+    "layer_name",
+    "load_model",
+    "weights_path",
+]
 
 
 def _downsample(inplanes: int, planes: int) -> nn.Module:
@@ -58,12 +76,44 @@ class CompactResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def _vgg_block(inplanes: int, planes: int, pool: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Conv2d(inplanes, planes, 3, padding=1, bias=False),
-        nn.BatchNorm2d(planes),
-        nn.ReLU(inplace=True),
-    ]
+class CompactResNet18(nn.Module):
+    """ResNet-18's layout (stem, four stages of two ``BasicBlock`` each, the last three
+    with stride 2), at a quarter of its widths, for 64-pixel images."""
+
+    def __init__(
+        self, classes: int = len(CLASSES), widths: tuple[int, ...] = (16, 32, 64, 128)
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        )
+        inplanes = widths[0]
+        stages = []
+        for index, planes in enumerate(widths):
+            stride = 1 if index == 0 else 2
+            downsample = _downsample(inplanes, planes) if stride != 1 else None
+            first = BasicBlock(inplanes, planes, stride=stride, downsample=downsample)
+            stages.append(nn.Sequential(first, BasicBlock(planes, planes)))
+            inplanes = planes
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(widths[-1], classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _vgg_block(inplanes: int, planes: int, pool: bool, convs: int = 1) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for index in range(convs):
+        layers += [
+            nn.Conv2d(inplanes if index == 0 else planes, planes, 3, padding=1, bias=False),
+            nn.BatchNorm2d(planes),
+            nn.ReLU(inplace=True),
+        ]
     if pool:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
@@ -72,12 +122,18 @@ def _vgg_block(inplanes: int, planes: int, pool: bool) -> nn.Sequential:
 class CompactVGG(nn.Module):
     """Four convolution blocks (the first three max-pooled), average pooling, linear."""
 
-    def __init__(self, classes: int = len(CLASSES), widths: tuple[int, ...] = (32, 64, 128, 128)):
+    def __init__(
+        self,
+        classes: int = len(CLASSES),
+        widths: tuple[int, ...] = (32, 64, 128, 128),
+        convs_per_block: int = 1,
+    ):
         super().__init__()
-        self.block1 = _vgg_block(3, widths[0], pool=True)
-        self.block2 = _vgg_block(widths[0], widths[1], pool=True)
-        self.block3 = _vgg_block(widths[1], widths[2], pool=True)
-        self.block4 = _vgg_block(widths[2], widths[3], pool=False)
+        convs = convs_per_block
+        self.block1 = _vgg_block(3, widths[0], pool=True, convs=convs)
+        self.block2 = _vgg_block(widths[0], widths[1], pool=True, convs=convs)
+        self.block3 = _vgg_block(widths[1], widths[2], pool=True, convs=convs)
+        self.block4 = _vgg_block(widths[2], widths[3], pool=False, convs=convs)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(widths[-1], classes)
 
@@ -86,13 +142,48 @@ class CompactVGG(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"resnet": CompactResNet, "vgg": CompactVGG}
+class CompactVGG12(CompactVGG):
+    """:class:`CompactVGG` with three convolutions per block: 12 convolutions, no skip."""
+
+    def __init__(self, classes: int = len(CLASSES)):
+        super().__init__(classes, widths=(32, 64, 128, 128), convs_per_block=3)
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "resnet": CompactResNet,
+    "resnet18": CompactResNet18,
+    "vgg": CompactVGG,
+    "vgg12": CompactVGG12,
+}
 
 #: The explained layers of each architecture, by role.
 LAYERS: dict[str, dict[str, str]] = {
     "resnet": {"last": "layer3", "middle": "layer2"},
+    "resnet18": {"last": "layer4", "middle": "layer3"},
     "vgg": {"last": "block4", "middle": "block3"},
+    "vgg12": {"last": "block4", "middle": "block3"},
 }
+
+#: Every stage of each architecture whose output is a spatial map, in order of depth.
+STAGES: dict[str, list[str]] = {
+    "resnet": ["stem", "layer1", "layer2", "layer3"],
+    "resnet18": ["stem", "layer1", "layer2", "layer3", "layer4"],
+    "vgg": ["block1", "block2", "block3", "block4"],
+    "vgg12": ["block1", "block2", "block3", "block4"],
+}
+
+
+def layer_name(arch: str, layer: str) -> str:
+    """The module name of ``layer`` in ``arch``: a role of :data:`LAYERS` (``"last"``,
+    ``"middle"``) or a module name (a stage of :data:`STAGES`, or any submodule, e.g.
+    ``"layer2.0.conv1"``). Raises ``ValueError`` naming the stages otherwise."""
+    name = LAYERS[arch].get(layer, layer)
+    if name not in dict(ARCHITECTURES[arch]().named_modules()) or not name:
+        raise ValueError(
+            f"--layer must be 'last', 'middle' or a module of {arch}, e.g. one of its stages "
+            f"{STAGES[arch]}, got {layer!r}"
+        )
+    return name
 
 
 def weights_path(arch: str) -> Path:
