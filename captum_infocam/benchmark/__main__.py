@@ -1,8 +1,10 @@
-"""``python -m captum_infocam.benchmark {run,sanity,train,sweep,meta}``.
+"""``python -m captum_infocam.benchmark {run,depth,sanity,train,sweep,meta}``.
 
 * ``run`` (what ``make demo`` calls): compares InfoCAM with the classic CAMs on
   every metric, prints a markdown table and writes per-image results and a
   figure. Under ``torchrun`` the images are split across processes.
+* ``depth``: every method at every stage of a network, beside how shattered the
+  gradients are there.
 * ``sanity``: the model-randomisation check.
 * ``train``: retrains a shipped network reproducibly.
 * ``sweep``: the sweep of InfoCAM's settings that chose its defaults.
@@ -13,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 
-from captum_infocam.benchmark import meta, run, sanity, sweep, train
+from captum_infocam.benchmark import depth, meta, run, sanity, sweep, train
 
 #: The commands: name, the module that owns its arguments and handler (``add_arguments``),
 #: and a one-line help. This module only assembles them.
 COMMANDS = {
     "run": (run, "compare the methods on every metric"),
+    "depth": (depth, "every method at every stage, beside the gradients' shattering"),
     "sanity": (sanity, "model-randomisation check"),
     "train": (train, "retrain a shipped network"),
     "sweep": (sweep, "the sweep of InfoCAM's settings that chose its defaults"),

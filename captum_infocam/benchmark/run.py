@@ -28,7 +28,7 @@ from captum_infocam.benchmark.clock import timed
 from captum_infocam.benchmark.data import reference_images
 from captum_infocam.benchmark.items import Batch, FolderItems, GridItems, ShapesItems
 from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS, SLOW_METHODS, Explainer
-from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model, weights_path
+from captum_infocam.benchmark.zoo import ARCHITECTURES, layer_name, load_model, weights_path
 from captum_infocam.metrics import (
     average_drop,
     average_gain,
@@ -366,8 +366,11 @@ def _load_setup(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, str, li
             network = nn.Sequential(normalize, network)
         items: list[Items] = [FolderItems(args.image_folder, args.boxes, args.image_size)]
         return network.eval(), layer, f"{args.model}_{args.layer}", items
+    try:
+        name = layer_name(args.arch, args.layer)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     model = load_model(args.arch)
-    layer_name = LAYERS[args.arch].get(args.layer, args.layer)
     splits = [
         ShapesItems("single", args.images, args.seed),
         ShapesItems("pair", args.pairs, args.seed),
@@ -375,8 +378,8 @@ def _load_setup(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, str, li
     ]
     return (
         model,
-        model.get_submodule(layer_name),
-        f"{args.arch}_{layer_name}",
+        model.get_submodule(name),
+        f"{args.arch}_{name}",
         [s for s in splits if len(s)],
     )
 

@@ -18,16 +18,14 @@ from torch import Tensor, nn
 
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.methods import METHODS
-from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
+from captum_infocam.benchmark.zoo import ARCHITECTURES, STAGES, layer_name, load_model
 from captum_infocam.metrics import saliency_maps
 
 __all__ = ["CASCADES", "add_arguments", "randomised", "rank_correlation", "run_sanity"]
 
-#: Modules re-initialised at each step, from the output backwards.
-CASCADES = {
-    "resnet": ["fc", "layer3", "layer2", "layer1", "stem"],
-    "vgg": ["fc", "block4", "block3", "block2", "block1"],
-}
+#: Modules re-initialised at each step, from the output backwards: the classifier, then
+#: each stage from the last.
+CASCADES = {arch: ["fc", *reversed(stages)] for arch, stages in STAGES.items()}
 
 
 def rank_correlation(first: Tensor, second: Tensor) -> Tensor:
@@ -61,19 +59,22 @@ def randomised(model: nn.Module, names: list[str], seed: int) -> nn.Module:
 
 
 def run_sanity(args: argparse.Namespace) -> None:
+    try:
+        name = layer_name(args.arch, args.layer)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     model = load_model(args.arch)
-    layer_name = LAYERS[args.arch].get(args.layer, args.layer)
     batch = ShapesItems("single", args.images, args.seed).load(range(args.images))
     size = tuple(batch.image.shape[-2:])
 
     def maps(network: nn.Module, method: str) -> Tensor:
-        explain = METHODS[method](network, network.get_submodule(layer_name))
+        explain = METHODS[method](network, network.get_submodule(name))
         return saliency_maps(explain(batch).detach(), size, len(batch.image)).flatten(1)
 
     reference = {method: maps(model, method) for method in args.methods}
     cascade = CASCADES[args.arch]
     print(
-        f"{args.arch}, layer {layer_name}, {args.images} images: mean Spearman correlation "
+        f"{args.arch}, layer {name}, {args.images} images: mean Spearman correlation "
         "with the trained model's map (NaN-free images; n = their count)\n"
     )
     print("| randomised up to | " + " | ".join(args.methods) + " |")
