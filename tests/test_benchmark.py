@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -370,6 +371,7 @@ def test_the_figure_shows_the_maps_that_were_scored(
 
     monkeypatch.setattr(visualization, "compare_methods", recording)
     calls = {"InfoCAM": 0, "Grad-CAM": 0}
+    sizes: dict[str, list[int]] = {name: [] for name in calls}
     for name in calls:
 
         def counted(model, layer, settings, factory=METHODS[name], name=name):
@@ -377,6 +379,7 @@ def test_the_figure_shows_the_maps_that_were_scored(
 
             def call(batch):
                 calls[name] += 1
+                sizes[name].append(len(batch.keys))
                 return explain(batch)
 
             return call
@@ -389,8 +392,10 @@ def test_the_figure_shows_the_maps_that_were_scored(
             *("--infocam", "n_samples=2", "steps=2", "--out", str(tmp_path)),
         ]
     )
-    # Once per batch (1 single, 1 pair, 2 grid): the figure ran no method again.
-    assert calls == {"InfoCAM": 4, "Grad-CAM": 4}
+    # Once per batch (1 single, 1 pair, 2 grid), each split after an untimed warm-up on one
+    # item: the figure ran no method again.
+    assert calls == {"InfoCAM": 7, "Grad-CAM": 7}
+    assert sizes["InfoCAM"] == [1, 1, 1, 2, 1, 2, 2]
     # The example: the first grid, explained for the class of each of its cells.
     grid = GridItems(1).load(range(4))
     assert torch.equal(drawn["images"], grid.image) and torch.equal(drawn["masks"], grid.mask)
@@ -663,3 +668,21 @@ def test_infocam_settings_parse_numbers_dtypes_and_the_dataset_prior() -> None:
     assert not dataset_prior
     settings, dataset_prior = infocam_settings(["prior=dataset"])
     assert dataset_prior and settings.prior is None
+
+
+def test_timing_leaves_out_a_methods_first_call() -> None:
+    # A method whose first call pays a one-off cost (InfoCAM traces the model there).
+    model = load_model("resnet")
+    centre = METHODS["Centre"](model, model.layer3)
+    calls: list[Batch] = []
+
+    def slow_to_start(batch: Batch) -> torch.Tensor:
+        calls.append(batch)
+        if len(calls) == 1:
+            time.sleep(0.5)
+        return centre(batch)
+
+    records = evaluate(
+        model, ShapesItems("single", 2), {"Centre": slow_to_start}, 1, 2, 4, torch.device("cpu")
+    )
+    assert len(records) == 2 and all(r["seconds"] < 0.25 for r in records)

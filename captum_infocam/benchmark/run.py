@@ -182,7 +182,8 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """Per-item records of this process's share of ``items``, one method after another,
     each with its own progress bar; every metric of :data:`METRICS`, or those whose keys
-    are in ``metrics``.
+    are in ``metrics``. Each method first explains one item untimed (a warm-up), so that
+    ``"seconds"`` is the cost of a call, not of the first call's set-up.
 
     The record of an item whose index is in ``keep`` also holds, under ``"map"``, the
     map that was scored (on the CPU), so that a figure shows what the table scored.
@@ -197,6 +198,10 @@ def evaluate(
             unit="item",
             disable=rank != 0,
         ) as progress:
+            if mine:
+                # Untimed warm-up on one item: a method's first call pays once for what every
+                # later call reuses (InfoCAM traces the model), which is not its cost per item.
+                explain(items.load(mine[0][:1]).to(device))
             for indices in mine:
                 batch = items.load(indices).to(device)
                 maps, seconds = timed(functools.partial(explain, batch), device)
