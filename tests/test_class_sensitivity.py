@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from captum_infocam import DSIBSettings, InfoCAM
+from captum_infocam import DSIBSettings
 from captum_infocam.benchmark.items import ShapesItems
+from captum_infocam.benchmark.methods import METHODS
 from captum_infocam.benchmark.sanity import randomised, rank_correlation
 from captum_infocam.benchmark.zoo import LAYERS, load_model
 from captum_infocam.dsib import FIT_DEFAULTS, GATE_TRAVEL, fit_dsib
@@ -18,27 +19,39 @@ pytestmark = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarn
 
 
 def _spearman_after_randomising_the_classifier(
-    arch: str, settings: DSIBSettings | None = None
+    arch: str, role: str = "last", method: str = "InfoCAM", settings: DSIBSettings | None = None
 ) -> float:
     model = load_model(arch)
     batch = ShapesItems("single", 30, seed=0).load(range(30))
-    layer = LAYERS[arch]["last"]
+    layer = LAYERS[arch][role]
 
     def maps(network: torch.nn.Module) -> torch.Tensor:
-        cam = InfoCAM(network, network.get_submodule(layer))
-        attr = cam.attribute(batch.image, target=batch.target, settings=settings)
+        explain = METHODS[method](network, network.get_submodule(layer), settings)
+        attr = explain(batch)
         return saliency_maps(attr, (64, 64), len(attr)).flatten(1)
 
     correlation = rank_correlation(maps(model), maps(randomised(model, ["fc"], seed=0)))
     return float(correlation.nanmean())
 
 
-@pytest.mark.parametrize("arch", ["resnet", "vgg"])
-def test_randomising_the_classifier_changes_the_map(arch: str) -> None:
+# vgg12, the deep plain network, fails the check with Grad-CAM too (docs/benchmark.md: 0.55
+# and 0.66 for InfoCAM, 0.53 and 0.60 for Grad-CAM at its last and middle layers): a random
+# linear read-out of its last stages still outlines the object. Strict: a fix shows up here.
+_VGG12 = pytest.mark.xfail(strict=True, reason="a random classifier fools Grad-CAM too on vgg12")
+
+
+@pytest.mark.parametrize("role", ["last", "middle"])
+@pytest.mark.parametrize("arch", ["resnet", "vgg", "resnet18", pytest.param("vgg12", marks=_VGG12)])
+def test_randomising_the_classifier_changes_the_map(arch: str, role: str) -> None:
     # Adebayo et al. (2018): a map that survives a random classifier explains the input only.
-    assert _spearman_after_randomising_the_classifier(arch) < 0.4
+    assert _spearman_after_randomising_the_classifier(arch, role) < 0.4
+
+
+@pytest.mark.parametrize("arch", ["resnet", "vgg"])
+def test_the_single_fit_survives_a_random_classifier(arch: str) -> None:
     # The single fit's positive weights outline the objects whatever the classifier does.
-    assert _spearman_after_randomising_the_classifier(arch, DSIBSettings(contrast="none")) > 0.8
+    single = DSIBSettings(contrast="none")
+    assert _spearman_after_randomising_the_classifier(arch, settings=single) > 0.8
 
 
 @pytest.mark.parametrize("arch", ["resnet", "vgg"])

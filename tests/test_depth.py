@@ -10,7 +10,11 @@ import torch
 from torch import nn
 
 from captum_infocam.benchmark.__main__ import main
-from captum_infocam.benchmark.depth import depth_tables, neighbour_gradient_correlation
+from captum_infocam.benchmark.depth import (
+    advantage_figure,
+    depth_tables,
+    neighbour_gradient_correlation,
+)
 from captum_infocam.benchmark.sanity import CASCADES
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, STAGES, layer_name
 from tests.conftest import LinearHead
@@ -136,3 +140,35 @@ def test_run_and_sanity_name_the_stages_of_a_bad_layer(tmp_path: Path) -> None:
 def test_the_sanity_cascade_randomises_the_classifier_then_every_stage() -> None:
     for arch, stages in STAGES.items():
         assert CASCADES[arch] == ["fc", *stages[::-1]]
+
+
+def test_advantage_figure_puts_each_stage_at_its_correlation_and_paired_difference() -> None:
+    def record(method: str, item: str, stage: str, rho: float, insertion: float) -> dict:
+        return {
+            "split": "single",
+            "stage": stage,
+            "gradient_correlation": rho,
+            "method": method,
+            "item": item,
+            "insertion": insertion,
+        }
+
+    by_arch = {
+        "a": [
+            record("InfoCAM", "0", "s1", 0.2, 0.9),
+            record("InfoCAM", "1", "s1", 0.4, 0.7),
+            record("Grad-CAM", "0", "s1", 0.2, 0.6),
+            record("Grad-CAM", "1", "s1", 0.4, 0.6),
+        ],
+        "b": [record("InfoCAM", "0", "s1", 1.0, 0.5), record("Grad-CAM", "0", "s1", 1.0, 0.5)],
+    }
+    (axis,) = advantage_figure(by_arch).axes
+    marked = [line for line in axis.lines if line.get_marker() == "o"]  # one-object items
+    points = sorted(tuple(line.get_xydata()[0]) for line in marked)
+    # Network a: ρ∇ 0.3 (the items' mean), Δ 0.2 (0.3 and 0.1); network b: ρ∇ 1, Δ 0.
+    assert points[0] == pytest.approx((0.3, 0.2)) and points[-1] == pytest.approx((1.0, 0.0))
+
+
+def test_depth_command_names_an_unknown_network(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"--arch: unknown \['resnet50'\]"):
+        main(["depth", "--arch", "resnet,resnet50", "--out", str(tmp_path)])
