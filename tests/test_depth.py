@@ -114,8 +114,10 @@ def test_depth_tables_pair_items_by_key() -> None:
     ]
     table = depth_tables(records, ["layer2"], ["InfoCAM", "Grad-CAM"])
     (row,) = [line for line in table.splitlines() if line.startswith("| layer2 | 0.50 | +")]
-    # Differences 0.3 and 0.1: mean 0.2, standard error 0.1.
+    # Differences 0.3 and 0.1: mean 0.2, standard error 0.1; insertion won beyond it, the
+    # other metrics tied (no difference).
     assert row.split(" | ")[2] == "+0.200 ± 0.100"
+    assert row.endswith("| 1 / 0 |")
 
 
 def test_depth_command_names_an_unknown_method(tmp_path: Path) -> None:

@@ -174,7 +174,8 @@ def depth_tables(
 ) -> str:
     """Markdown: per split, each stage's gradient correlation and each method's seconds per
     item (the map only) and metrics (mean ± standard error), then InfoCAM minus Grad-CAM,
-    item by item, per stage."""
+    item by item, per stage, with the count of metrics won and lost by more than one
+    standard error."""
     lines: list[str] = []
     for split in dict.fromkeys(r["split"] for r in records):
         keys = [k for k in DEPTH_METRICS if any(k in r for r in _by(records, split=split))]
@@ -202,8 +203,10 @@ def depth_tables(
         if "InfoCAM" in methods and REFERENCE in methods:
             lines += [
                 f"\n#### {split}: InfoCAM − {REFERENCE}, item by item (mean ± standard error)\n",
-                "| stage | ρ∇ | " + " | ".join(f"Δ{_COLUMNS[k].label}" for k in keys) + " |",
-                "|" + " --- |" * (len(keys) + 2),
+                "| stage | ρ∇ | "
+                + " | ".join(f"Δ{_COLUMNS[k].label}" for k in keys)
+                + " | won / lost |",
+                "|" + " --- |" * (len(keys) + 3),
             ]
             for stage in stages:
                 differences = paired_differences(records, split, stage, keys)
@@ -211,6 +214,8 @@ def depth_tables(
                     continue
                 rho, cells = differences
                 row = [f"{mean:+.3f} ± {error:.3f}" for mean, error in cells.values()]
+                outcomes = [_outcome(k, *cells[k]) for k in keys]
+                row.append(f"{outcomes.count(1)} / {outcomes.count(-1)}")
                 lines.append(f"| {stage} | {rho:.2f} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -231,6 +236,14 @@ def paired_differences(
         k: mean_and_error([r.get(k, math.nan) - theirs[r["item"]].get(k, math.nan) for r in ours])
         for k in keys
     }
+
+
+def _outcome(key: str, mean: float, error: float) -> int:
+    """1 where InfoCAM beats Grad-CAM by more than one standard error on ``key``, -1 where
+    it loses by more, 0 for a tie (or a metric without values)."""
+    if math.isnan(mean) or abs(mean) <= (0.0 if math.isnan(error) else error):
+        return 0
+    return 1 if (mean > 0) == _COLUMNS[key].higher_is_better else -1
 
 
 def _cell(mean: float, error: float) -> str:
