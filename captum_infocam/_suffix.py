@@ -31,7 +31,8 @@ image without its batch dimension, integer images).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import io
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -516,12 +517,22 @@ def open_suffix(request: Request) -> Suffix:
     candidates: Sequence[Callable[[], Suffix]] = (lambda: _TracedSuffix(request), lambda: hooked)
     for make in candidates:
         try:
-            suffix = make()
-        except Untraceable:
+            # torch.fx prints the traceback of a failing traced call itself; the failure is
+            # this loop's to handle.
+            with redirect_stderr(io.StringIO()):
+                suffix = make()
+                same_start = _close(suffix.value, hooked.value) and _close(
+                    suffix.output, hooked.output
+                )
+                works = same_start and _reproduces(
+                    suffix, hooked.value, hooked.output, request.rows_per_example
+                )
+        except Exception:  # noqa: BLE001
+            # The model itself ran (the hooked pass above): a strategy that raises where
+            # it does not (a trace of data-dependent control flow, e.g. `if x2 is not
+            # None` traced as taken) does not reproduce it.
             continue
-        same_start = _close(suffix.value, hooked.value) and _close(suffix.output, hooked.output)
-        rows = request.rows_per_example
-        if same_start and _reproduces(suffix, hooked.value, hooked.output, rows):
+        if works:
             site.chosen[to_input] = suffix.strategy
             return suffix
     site.chosen[to_input] = "rerun"

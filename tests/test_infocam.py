@@ -265,6 +265,25 @@ def test_suffix_strategies_give_the_same_maps(layer, to_input: bool, strategy: s
     assert cam.suffix_strategy_used == ("traced" if strategy == "auto" else strategy)
 
 
+@pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")
+def test_auto_strategy_falls_back_where_the_trace_takes_a_branch_the_model_does_not(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    # Captum's own test model: forward(x, x2=None) adds x2 `if x2 is not None`, which
+    # torch.fx traces as taken; the traced prefix then computes x + None.
+    from captum.testing.helpers.basic_models import BasicModel_ConvNet_One_Conv
+
+    torch.manual_seed(0)
+    model = BasicModel_ConvNet_One_Conv().eval()
+    x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    auto = InfoCAM(model, model.conv1)
+    attr = auto.attribute(x, target=[0, 1, 3], settings=FIT)
+    assert auto.suffix_strategy_used == "hooked"
+    hooked = InfoCAM(model, model.conv1, suffix_strategy="hooked")
+    torch.testing.assert_close(attr, hooked.attribute(x, target=[0, 1, 3], settings=FIT))
+    assert capsys.readouterr().err == ""  # torch.fx's own traceback is not shown
+
+
 def test_auto_strategy_traces_when_it_can_and_falls_back_when_not() -> None:
     class DataDependent(SmallCNN):
         def forward(self, x: Tensor) -> Tensor:
