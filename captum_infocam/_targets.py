@@ -125,7 +125,8 @@ def _as_rows(target: TargetType, num_examples: int, device: torch.device) -> Ten
 def target_index(
     target: TargetType, num_examples: int, output_shape: torch.Size, device: torch.device
 ) -> Tensor:
-    """Returns ``target`` as an index tensor ``(N, D)`` into the per-example output.
+    """Returns ``target`` as an index tensor ``(N, D)`` of non-negative indices into the
+    per-example output; negative indices count from the end, as in Captum.
 
     ``D`` is the number of output dimensions after the batch dimension, so each
     row names exactly one output element. ``target=None`` is accepted for outputs
@@ -149,11 +150,13 @@ def target_index(
         )
     if index.numel():
         upper = torch.tensor(per_example, device=device)
-        if bool(((index < 0) | (index >= upper)).any()):
+        if bool(((index < -upper) | (index >= upper)).any()):
             raise ValueError(
                 f"target index out of range for an output of shape {per_example} "
-                f"per example (negative indices are not accepted)"
+                f"per example: each index must lie in [-size, size) of its dimension"
             )
+        # Negative indices count from the end, as in Python and Captum (-1: the last class).
+        index = torch.where(index < 0, index + upper, index)
     return index
 
 

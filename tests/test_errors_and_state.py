@@ -149,7 +149,7 @@ def test_bad_inputs_raise_before_the_model_runs(
     ("target", "message"),
     [
         (3, "target index out of range"),
-        (-1, "target index out of range"),
+        (-4, r"target index out of range .* must lie in \[-size, size\)"),
         ([0, 1, 7], "target index out of range"),
         ((0, 1), "give 1 index"),
         (None, "give 1 index"),

@@ -186,8 +186,18 @@ def test_output_feeds_captum_visualisation(small_cnn: SmallCNN, images: Tensor) 
 
 @pytest.mark.parametrize(
     "target",
-    [1, [1, 1, 1], torch.tensor(1), torch.tensor([1, 1, 1]), (1,), [(1,), (1,), (1,)]],
-    ids=["int", "list", "scalar-tensor", "tensor", "tuple", "list-of-tuples"],
+    # SmallCNN has three classes: -2 counts from the end, as in Captum, and names class 1.
+    [
+        1,
+        [1, 1, 1],
+        torch.tensor(1),
+        torch.tensor([1, 1, 1]),
+        (1,),
+        [(1,), (1,), (1,)],
+        -2,
+        [-2, 1, -2],
+    ],
+    ids=["int", "list", "scalar-tensor", "tensor", "tuple", "list-of-tuples", "negative", "mixed"],
 )
 def test_every_target_form_gives_the_same_map(target, small_cnn: SmallCNN, images: Tensor) -> None:
     cam = InfoCAM(small_cnn, small_cnn.features)
