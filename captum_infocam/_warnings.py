@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -35,16 +37,51 @@ def caller_stacklevel() -> int:
     return level
 
 
-def training_leaves(model: nn.Module | None) -> list[str]:
-    """Names of ``model``'s modules without children that are in training mode.
+#: Module types whose output depends on ``training``: dropout draws a mask, batch
+#: normalisation uses (and updates) the batch's statistics.
+TRAINING_DEPENDENT = (
+    nn.modules.dropout._DropoutNd,
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.MultiheadAttention,
+    nn.RNNBase,
+)
 
-    Leaves are what behave differently in training mode (dropout, batch
-    normalisation); a wrapper module's own flag does not matter.
+
+def training_leaves(model: nn.Module | None) -> list[str]:
+    """Names of ``model``'s modules in training mode whose output depends on it.
+
+    Those are dropout, batch (and instance) normalisation with running
+    statistics, attention and recurrent layers with dropout, and any other
+    module whose own ``forward`` reads ``self.training``. A module whose
+    forward is the same in both modes (a convolution, a wrapper) does not
+    count, as for Captum's ``LayerGradCam``, which never warns.
     """
     if model is None:
         return []
     return [
         name or type(model).__name__
         for name, module in model.named_modules()
-        if module.training and next(module.children(), None) is None
+        if module.training and _reads_training(module)
     ]
+
+
+def _reads_training(module: nn.Module) -> bool:
+    if isinstance(module, nn.modules.instancenorm._InstanceNorm):
+        return module.track_running_stats
+    if isinstance(module, (nn.MultiheadAttention, nn.RNNBase)):
+        return module.dropout > 0
+    if isinstance(module, TRAINING_DEPENDENT):
+        return True
+    return _forward_reads_training(type(module))
+
+
+@functools.cache
+def _forward_reads_training(cls: type) -> bool:
+    """Whether ``cls.forward`` (a user's own module) mentions ``self.training``."""
+    if cls.forward is nn.Module.forward or cls.__module__.startswith("torch."):
+        return False
+    try:
+        return "self.training" in inspect.getsource(cls.forward)
+    except (OSError, TypeError):  # no source (a compiled or generated class)
+        return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections import OrderedDict
 from dataclasses import replace
 
 import pytest
@@ -351,25 +352,44 @@ def test_swapped_map_and_mask_are_refused() -> None:
         assert torch.equal(metric(attr, mask), metric(attr, mask.bool()))
 
 
-def test_a_model_in_training_mode_is_warned_about_at_the_callers_line(
-    small_cnn: SmallCNN, images: Tensor
+class ReadsTraining(nn.Module):
+    """A user's module whose forward depends on ``self.training`` (no dropout inside)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * 0.5 if self.training else x
+
+
+@pytest.mark.parametrize(
+    "module",
+    [nn.Dropout(0.2), nn.BatchNorm2d(8), ReadsTraining()],
+    ids=["dropout", "batch-norm", "own-module"],
+)
+def test_a_module_whose_output_depends_on_training_mode_is_warned_about_at_the_callers_line(
+    module: nn.Module, small_cnn: SmallCNN, images: Tensor
 ) -> None:
-    cam = InfoCAM(small_cnn, small_cnn.features)
-    small_cnn.head[2].train()  # one layer left in training mode is enough
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            line = inspect.currentframe().f_lineno + 1
-            cam.attribute(images, target=0, **FAST)
-    finally:
-        small_cnn.eval()
-    (warning,) = [w for w in caught if w.category is TrainModeWarning]
-    assert "call model.eval() first" in str(warning.message) and "'head.2'" in str(warning.message)
-    assert (warning.filename, warning.lineno) == (__file__, line)
+    model = nn.Sequential(
+        OrderedDict(features=small_cnn.features, mode=module, head=small_cnn.head)
+    ).eval()
+    cam = InfoCAM(model, model.features)
+    module.train()  # one layer left in training mode is enough
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
         cam.attribute(images, target=0, **FAST)
-        # a wrapper's own flag does not count: only its leaves run
+    (warning,) = [w for w in caught if w.category is TrainModeWarning]
+    assert "call model.eval() first" in str(warning.message) and "'mode'" in str(warning.message)
+    assert (warning.filename, warning.lineno) == (__file__, line)
+
+
+def test_training_mode_that_changes_nothing_is_not_warned_about(
+    small_cnn: SmallCNN, images: Tensor
+) -> None:
+    # Convolutions, ReLUs, pooling and linear layers run the same in both modes (Captum's
+    # LayerGradCam warns on none); a wrapper's own flag does not count either.
+    small_cnn.train()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        InfoCAM(small_cnn, small_cnn.features).attribute(images, target=0, **FAST)
         InfoCAM(nn.Sequential(small_cnn), small_cnn.features).attribute(images, target=0, **FAST)
     assert not [w for w in caught if w.category is TrainModeWarning]
 
