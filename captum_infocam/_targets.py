@@ -141,6 +141,12 @@ def target_index(
     per_example = tuple(output_shape[1:])
     if target is None and per_example == (1,):
         target = 0
+    if target is None and per_example != ():
+        raise ValueError(
+            f"target=None works for outputs with one score per example; this output has "
+            f"shape {per_example} per example: pass the index to explain, e.g. the predicted "
+            "class, target=model(x).argmax(1)"
+        )
     index = _as_rows(target, num_examples, device)
     if index.shape[1] != len(per_example):
         raise ValueError(

@@ -6,6 +6,7 @@ import math
 from numbers import Integral, Real
 from typing import Any, Collection, Optional
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -63,11 +64,17 @@ def check_finite_tensor(name: str, value: Tensor) -> None:
 
 def format_inputs(inputs: Any) -> tuple[tuple[Tensor, ...], int]:
     """Checks ``inputs`` and returns them as a tuple of tensors, with the batch size."""
-    if isinstance(inputs, Tensor):
+    if isinstance(inputs, (Tensor, np.ndarray)):
         inputs = (inputs,)
     if not isinstance(inputs, tuple) or not inputs:
         raise TypeError("inputs must be a tensor or a non-empty tuple of tensors")
     for position, value in enumerate(inputs):
+        if isinstance(value, np.ndarray):
+            raise TypeError(
+                f"{_named(position, len(inputs))} is a numpy array; InfoCAM takes torch "
+                "tensors: convert it with torch.from_numpy(x), then x.permute(0, 3, 1, 2) "
+                "for (N, H, W, C) images and x.float() / 255 for 8-bit ones"
+            )
         if not isinstance(value, Tensor):
             raise TypeError(
                 f"inputs must be tensors, got {type(value).__name__} at position {position}"
@@ -114,13 +121,18 @@ def check_input_dtypes(inputs: tuple[Tensor, ...], model: Optional[nn.Module]) -
 
 def input_form_hint(inputs: tuple[Tensor, ...]) -> Optional[str]:
     """What to change where ``inputs`` look like one image without its batch
-    dimension, or like integer images; ``None`` if they look like neither."""
+    dimension, channels-last images, or integer images; ``None`` if they look like none."""
     for position, value in enumerate(inputs):
         name = _named(position, len(inputs))
         if value.dim() == 3:
             return (
                 f"{name} has shape {tuple(value.shape)}; if it is one image, add a batch "
                 "dimension: x.unsqueeze(0), shape (1, C, H, W)"
+            )
+        if value.dim() == 4 and value.shape[-1] in (1, 3, 4) and value.shape[1] not in (1, 3, 4):
+            return (
+                f"{name} has shape {tuple(value.shape)}; if it holds channels-last images "
+                "(N, H, W, C), move the channels first: x.permute(0, 3, 1, 2)"
             )
         if not value.is_floating_point():
             return (

@@ -7,6 +7,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -137,6 +138,8 @@ def test_attribute_each_bad_targets_raise_before_the_model_runs(
         ((torch.zeros(2, 3, 8, 8), torch.zeros(3, 3, 8, 8)), ValueError, "share their batch size"),
         (torch.zeros(0, 3, 8, 8), ValueError, "non-empty batch dimension"),
         ([torch.zeros(2, 3, 8, 8)], TypeError, "inputs must be a tensor"),
+        (np.zeros((2, 8, 8, 3), np.float32), TypeError, r"numpy array; .*torch\.from_numpy"),
+        (torch.rand(2, 8, 8, 3), ValueError, r"channels-last .* x\.permute\(0, 3, 1, 2\)"),
     ],
 )
 def test_bad_inputs_raise_before_the_model_runs(
@@ -153,7 +156,7 @@ def test_bad_inputs_raise_before_the_model_runs(
         (-4, r"target index out of range .* must lie in \[-size, size\)"),
         ([0, 1, 7], "target index out of range"),
         ((0, 1), "give 1 index"),
-        (None, "give 1 index"),
+        (None, r"target=None works for outputs with one score .* target=model\(x\)\.argmax\(1\)"),
     ],
 )
 def test_targets_the_output_cannot_hold_raise_before_the_fit(
