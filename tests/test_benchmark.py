@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -36,7 +37,7 @@ from captum_infocam.benchmark.run import (
 from captum_infocam.benchmark.sanity import rank_correlation
 from captum_infocam.benchmark.sweep import BASE, paired_table
 from captum_infocam.benchmark.train import accuracy, train
-from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
+from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model, weights_path
 from captum_infocam.metrics import (
     confidence_metrics,
     deletion_auc,
@@ -686,3 +687,38 @@ def test_timing_leaves_out_a_methods_first_call() -> None:
         model, ShapesItems("single", 2), {"Centre": slow_to_start}, 1, 2, 4, torch.device("cpu")
     )
     assert len(records) == 2 and all(r["seconds"] < 0.25 for r in records)
+
+
+def test_pytorch_grad_cam_methods_without_it_stop_the_run_naming_the_extra(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "pytorch_grad_cam" else real(name, *args),
+    )
+    message = (
+        r"--methods: Grad-CAM\+\+, Layer-CAM, XGrad-CAM come from pytorch-grad-cam, which is "
+        r"not installed: pip install 'captum-infocam\[bench\]', or leave them out "
+        r"\(--methods InfoCAM,Grad-CAM,Centre,Random\)"
+    )
+    with pytest.raises(SystemExit, match=message):
+        main(["run", "--out", str(tmp_path)])  # the default methods
+    assert "Benchmark:" not in capsys.readouterr().out  # nothing started
+    # Without those methods the run needs no extra.
+    main(
+        [
+            *("run", "--images", "1", "--pairs", "0", "--grids", "0", "--no-figure"),
+            *("--methods", "Grad-CAM,Centre", "--out", str(tmp_path)),
+        ]
+    )
+
+
+def test_train_without_out_refuses_to_overwrite_the_shipped_weights() -> None:
+    shipped = weights_path("resnet").read_bytes()
+    with pytest.raises(
+        SystemExit, match="train writes the weights to --out PATH; --replace-shipped"
+    ):
+        main(["train", "--arch", "resnet", "--epochs", "1", "--images-per-epoch", "8"])
+    assert weights_path("resnet").read_bytes() == shipped

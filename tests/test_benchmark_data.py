@@ -108,3 +108,8 @@ def test_grid_items_depend_only_on_their_index() -> None:
     assert torch.equal(alone.mask[1], together.mask[2]) and torch.equal(
         alone.cell[1], together.cell[2]
     )
+
+
+def test_an_unknown_split_names_the_splits_and_the_grids() -> None:
+    with pytest.raises(ValueError, match=r"split must be 'single' or 'pair', got 'grid' \(grids: "):
+        ShapesItems("grid", 1)

@@ -34,7 +34,7 @@ from captum._utils.gradient import compute_layer_gradients_and_eval
 from torch import Tensor, nn
 
 from captum_infocam.benchmark.items import GridItems, ShapesItems
-from captum_infocam.benchmark.methods import METHODS
+from captum_infocam.benchmark.methods import METHODS, check_methods
 from captum_infocam.benchmark.run import METRICS, evaluate, mean_and_error
 from captum_infocam.benchmark.zoo import ARCHITECTURES, STAGES, load_model
 
@@ -110,9 +110,10 @@ def run_depth(args: argparse.Namespace) -> None:
     """Prints the depth study's tables and writes its records and figures (``depth``): one
     set per network, and with several networks, InfoCAM's advantage over Grad-CAM against
     the gradients' correlation, all networks in one figure."""
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        raise SystemExit(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+    try:
+        check_methods(args.methods)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     unknown = [a for a in args.arch if a not in ARCHITECTURES]
     if unknown:
         raise SystemExit(f"--arch: unknown {unknown}; choose from {sorted(ARCHITECTURES)}")

@@ -71,6 +71,10 @@ class ShapesItems:
     """
 
     def __init__(self, split: str, images: int, seed: int = 0, image_size: int = 64) -> None:
+        if split not in ("single", "pair"):
+            raise ValueError(
+                f"split must be 'single' or 'pair', got {split!r} (grids: GridItems(images))"
+            )
         objects = {"single": 1, "pair": 2}[split]
         self.split = split
         self.items_per_image = objects

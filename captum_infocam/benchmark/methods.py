@@ -11,11 +11,12 @@ function of a :class:`~captum_infocam.benchmark.items.Batch` that returns maps
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import math
 import zlib
 from dataclasses import replace
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from captum.attr import LayerGradCam
@@ -24,7 +25,15 @@ from torch import Tensor, nn
 from captum_infocam import DSIBSettings, InfoCAM
 from captum_infocam.benchmark.items import Batch
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "SLOW_METHODS", "Explainer", "pytorch_grad_cam_method"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "METHODS",
+    "PYTORCH_GRAD_CAM_METHODS",
+    "SLOW_METHODS",
+    "Explainer",
+    "check_methods",
+    "pytorch_grad_cam_method",
+]
 
 Explainer = Callable[[Batch], Tensor]
 Factory = Callable[[nn.Module, nn.Module, Optional[DSIBSettings]], Explainer]
@@ -154,6 +163,26 @@ METHODS: dict[str, Factory] = {
     "Centre": _centre,
     "Random": _random,
 }
+#: The methods that come from pytorch-grad-cam (the ``bench`` extra).
+PYTORCH_GRAD_CAM_METHODS = ("Grad-CAM++", "Score-CAM", "Layer-CAM", "XGrad-CAM")
+
+
+def check_methods(names: Sequence[str]) -> None:
+    """Raises ``ValueError`` for a name not in :data:`METHODS`, or for pytorch-grad-cam's
+    methods where it is not installed, saying what to do; before any work."""
+    unknown = [name for name in names if name not in METHODS]
+    if unknown:
+        raise ValueError(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+    needs = [name for name in names if name in PYTORCH_GRAD_CAM_METHODS]
+    if needs and importlib.util.find_spec("pytorch_grad_cam") is None:
+        others = ",".join(name for name in names if name not in needs) or "InfoCAM,Grad-CAM"
+        raise ValueError(
+            f"--methods: {', '.join(needs)} come from pytorch-grad-cam, which is not "
+            f"installed: pip install 'captum-infocam[bench]', or leave them out "
+            f"(--methods {others})"
+        )
+
+
 #: Methods that cost far more than the others on a CPU, run only when ``--methods`` names
 #: them. Score-CAM scores one masked image per channel of the layer: on the shipped
 #: ResNet's last layer, 128 forward passes per map, about 0.27 s per image on 2 CPU

@@ -27,7 +27,13 @@ from captum_infocam import DSIBSettings, InfoCAM, PriorStatistics
 from captum_infocam.benchmark.clock import timed
 from captum_infocam.benchmark.data import reference_images
 from captum_infocam.benchmark.items import Batch, FolderItems, GridItems, ShapesItems
-from captum_infocam.benchmark.methods import DEFAULT_METHODS, METHODS, SLOW_METHODS, Explainer
+from captum_infocam.benchmark.methods import (
+    DEFAULT_METHODS,
+    METHODS,
+    SLOW_METHODS,
+    Explainer,
+    check_methods,
+)
 from captum_infocam.benchmark.zoo import ARCHITECTURES, layer_name, load_model, weights_path
 from captum_infocam.metrics import (
     average_drop,
@@ -513,9 +519,10 @@ def _run(args: argparse.Namespace) -> None:
     rank, world_size, device = _distributed(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        raise SystemExit(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    try:
+        check_methods(args.methods)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     settings, dataset_prior = infocam_settings(args.infocam)
     model, layer, tag, sources = _load_setup(args)
     if rank == 0:

@@ -99,7 +99,12 @@ def train(
 
 
 def _train_command(args: argparse.Namespace) -> None:
-    out = args.out or (None if args.no_objects else weights_path(args.arch))
+    if args.out is None and not args.replace_shipped and not args.no_objects:
+        raise SystemExit(
+            "train writes the weights to --out PATH; --replace-shipped overwrites the "
+            f"package's own {weights_path(args.arch).name} (a maintainer's retraining)"
+        )
+    out = args.out or (weights_path(args.arch) if args.replace_shipped else None)
     result = train(
         args.arch,
         epochs=args.epochs,
@@ -129,6 +134,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=None,
-        help="where to write the weights (default: the shipped file)",
+        help="where to write the weights",
+    )
+    parser.add_argument(
+        "--replace-shipped",
+        action="store_true",
+        help="write them over the package's shipped weights instead",
     )
     parser.set_defaults(handler=_train_command)

@@ -16,7 +16,8 @@ Each has a ``"last"`` layer (the last convolutional stage, 8 x 8 for 64-pixel
 images, followed only by pooling and the classifier) and a ``"middle"`` one (an
 earlier stage whose suffix is itself a non-linear network); :data:`STAGES` lists
 every stage in order of depth, for the depth study. Retrain with
-``python -m captum_infocam.benchmark train --arch resnet`` (see ``train.py``).
+``python -m captum_infocam.benchmark train --arch resnet --replace-shipped`` (see
+``train.py``).
 """
 
 from __future__ import annotations
