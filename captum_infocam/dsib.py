@@ -96,7 +96,7 @@ from torch.profiler import record_function
 from tqdm import tqdm
 
 from captum_infocam._validation import check_choice, check_int, check_real
-from captum_infocam.likelihood import Likelihood, resolve_likelihood
+from captum_infocam.likelihood import Likelihood, check_likelihood
 from captum_infocam.prior import PRIORS, PriorStatistics, PriorType
 
 __all__ = [
@@ -190,9 +190,11 @@ class DSIBSettings:
             ``"information"`` (see :data:`READOUTS`); with the complement, its
             read-out is subtracted. Default: ``"gates"``
         likelihood (str or Callable): how the output becomes :math:`\log p(y)`:
-            ``"softmax"`` over dimension 1, ``"sigmoid"`` per output, or a callable
-            ``(output, index) -> log p`` (see :mod:`captum_infocam.likelihood`).
-            Default: ``"softmax"``
+            ``"softmax"`` over dimension 1, ``"sigmoid"`` per output, ``"auto"``
+            (sigmoid for one score per example, ``(N,)`` or ``(N, 1)``, softmax
+            otherwise), or a callable ``(output, index) -> log p`` (see
+            :mod:`captum_infocam.likelihood`). For a multi-label output, pass
+            ``"sigmoid"``. Default: ``"auto"``
         seed (int, optional): seed of the noise draws (and of any randomness
             inside the model during the call); the caller's random state is left
             unchanged. ``None`` draws from the global generator. Default: 0
@@ -221,7 +223,7 @@ class DSIBSettings:
     evidence: Optional[str] = None
     prior: Optional[PriorType] = None
     readout: str = "gates"
-    likelihood: Union[str, Likelihood] = "softmax"
+    likelihood: Union[str, Likelihood] = "auto"
     seed: Optional[int] = 0
     autocast_dtype: Optional[torch.dtype] = None
 
@@ -236,7 +238,7 @@ class DSIBSettings:
         if self.prior is not None and not isinstance(self.prior, PriorStatistics):
             check_choice("prior", self.prior, PRIORS)
         check_choice("readout", self.readout, READOUTS)
-        resolve_likelihood(self.likelihood)
+        check_likelihood(self.likelihood)
         if self.seed is not None:
             check_int("seed", self.seed, 0)
         if self.autocast_dtype not in (None, *AUTOCAST_DTYPES):

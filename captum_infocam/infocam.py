@@ -46,7 +46,7 @@ from captum_infocam.dsib import (
     rows_per_example,
 )
 from captum_infocam.layouts import ChannelsFirst, LayerLayout
-from captum_infocam.likelihood import check_output, resolve_likelihood
+from captum_infocam.likelihood import check_output, choose_likelihood, resolve_likelihood
 from captum_infocam.prior import PriorStatistics, PriorType, RunningMoments, prior_moments
 
 __all__ = ["CollapsedFitWarning", "InfoCAM", "TrainModeWarning"]
@@ -269,7 +269,6 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         if internal_batch_size is not None:
             check_int("internal_batch_size", internal_batch_size, 1)
         prior = self._resolve_prior(settings.prior)
-        target_log_odds = resolve_likelihood(settings.likelihood)
         training = training_leaves(self._model)
         if training:
             warnings.warn(
@@ -293,7 +292,9 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             self._suffix_strategy_used = suffix.strategy
             check_output_rows(suffix.output, num_examples, inputs)
             check_finite_tensor("the output of forward_func", suffix.output)
-            check_output(settings.likelihood, suffix.output)
+            likelihood = choose_likelihood(settings.likelihood, suffix.output)
+            check_output(likelihood, suffix.output)
+            target_log_odds = resolve_likelihood(likelihood)
             index = target_index(target, num_examples, suffix.output.shape, device)
             maps = self.reshape_transform.to_maps(suffix.value)
             if maps.dim() != 4:

@@ -1,6 +1,7 @@
 r"""How a model output becomes the evidence for the target in the DSIB loss.
 
-A likelihood is named (``"softmax"``, ``"sigmoid"``) or a callable
+A likelihood is named (``"softmax"``, ``"sigmoid"``, or ``"auto"``: sigmoid for an
+output with one score per example, ``(N,)`` or ``(N, 1)``, softmax otherwise) or a callable
 ``(output, index) -> Tensor``: ``output`` is the model's output for a batch of
 ``N`` rows, ``index`` an integer tensor ``(N, D)`` naming one element of each
 row's output (the target), and the result is the log-probability of that
@@ -30,7 +31,15 @@ from torch import Tensor
 from captum_infocam._targets import select
 from captum_infocam._validation import check_choice
 
-__all__ = ["LOG_ODDS", "Likelihood", "LogOdds", "check_output", "resolve_likelihood"]
+__all__ = [
+    "AUTO",
+    "LOG_ODDS",
+    "Likelihood",
+    "LogOdds",
+    "check_output",
+    "choose_likelihood",
+    "resolve_likelihood",
+]
 
 #: ``(output, index) -> log p(target)``, shape ``(N,)``.
 Likelihood = Callable[[Tensor, Tensor], Tensor]
@@ -60,6 +69,19 @@ LOG_ODDS: dict[str, LogOdds] = {
 }
 
 
+#: The likelihood that follows the output: see :func:`choose_likelihood`.
+AUTO = "auto"
+
+
+def choose_likelihood(likelihood: Union[str, Likelihood], output: Tensor) -> Union[str, Likelihood]:
+    """``likelihood`` itself, or for ``"auto"``: ``"sigmoid"`` where the output holds one
+    score per example (``(N,)`` or ``(N, 1)``, a regression or a binary logit, Captum's
+    usual single-output call), ``"softmax"`` over dimension 1 otherwise."""
+    if likelihood != AUTO:
+        return likelihood
+    return "sigmoid" if output[0].numel() == 1 else "softmax"
+
+
 def check_output(likelihood: Union[str, Likelihood], output: Tensor) -> None:
     """Raises ``ValueError`` if the model's ``output`` cannot feed ``likelihood``.
 
@@ -81,11 +103,21 @@ def _log_odds_of(likelihood: Likelihood) -> LogOdds:
     return log_odds
 
 
-def resolve_likelihood(likelihood: Union[str, Likelihood]) -> LogOdds:
-    """Returns the log-odds function of ``likelihood`` (a name or a ``log p`` callable)."""
+def check_likelihood(likelihood: Union[str, Likelihood]) -> None:
+    """Raises unless ``likelihood`` is a name of :data:`LOG_ODDS`, ``"auto"``, or a callable."""
     if callable(likelihood):
-        return _log_odds_of(likelihood)
+        return
     if not isinstance(likelihood, str):
         raise TypeError("likelihood must be a name or a callable (output, index) -> log p")
-    check_choice("likelihood", likelihood, LOG_ODDS)
+    check_choice("likelihood", likelihood, (*LOG_ODDS, AUTO))
+
+
+def resolve_likelihood(likelihood: Union[str, Likelihood]) -> LogOdds:
+    """Returns the log-odds function of ``likelihood`` (a name of :data:`LOG_ODDS` or a
+    ``log p`` callable; ``"auto"`` is first chosen with :func:`choose_likelihood`)."""
+    check_likelihood(likelihood)
+    if callable(likelihood):
+        return _log_odds_of(likelihood)
+    if likelihood == AUTO:
+        raise ValueError("likelihood='auto' is chosen from the output: choose_likelihood first")
     return LOG_ODDS[likelihood]

@@ -7,14 +7,15 @@ work unchanged.
 
 * :class:`SegmentationRegion`: the class logits of a segmentation model averaged
   over a region of the output mask, shape ``(N, classes)``; explain a class with
-  ``target=c`` and the default softmax likelihood. The region comes with the
+  ``target=c`` (the default likelihood reads the classes with a softmax). The region comes with the
   wrapper (shared by the batch) or per example through
   ``additional_forward_args``.
 * :class:`DetectionBoxScore`: the score of the detection that best matches a
   reference box (same label, largest IoU above a threshold), as a logit of shape
-  ``(N, 1)``; explain it with ``settings=DSIBSettings(likelihood="sigmoid")``
-  (and no ``target``), so that :math:`\log p(y)` is the log of the detection
-  score. Where no detection matches, the score is a floor of :math:`10^{-6}`.
+  ``(N, 1)``; explain it without ``target``: the default ``likelihood="auto"``
+  reads one score per example with a sigmoid, so that :math:`\log p(y)` is the
+  log of the detection score. Where no detection matches, the score is a floor of
+  :math:`10^{-6}`.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class DetectionBoxScore(nn.Module):
         >>> detector = torchvision.models.detection.fasterrcnn_resnet50_fpn(...).eval()
         >>> score = DetectionBoxScore(detector, box=torch.tensor([10., 20, 120, 200]), label=1)
         >>> cam = InfoCAM(score, detector.backbone.body.layer4)
-        >>> attr = cam.attribute(image[None], settings=DSIBSettings(likelihood="sigmoid"))
+        >>> attr = cam.attribute(image[None])  # likelihood "auto": the sigmoid
     """
 
     def __init__(self, model: nn.Module, box: Tensor, label: int, iou_threshold: float = 0.5):

@@ -190,15 +190,33 @@ def test_non_4d_layer_needs_a_reshape_transform(
         InfoCAM(small_cnn, small_cnn.head[1]).attribute(images, target=0)
 
 
-def test_scalar_outputs_need_the_sigmoid_likelihood(small_cnn: SmallCNN, images: Tensor) -> None:
+@pytest.mark.parametrize("squeeze", [True, False], ids=["(N,)", "(N, 1)"])
+def test_one_score_per_example_takes_the_sigmoid_by_default(
+    squeeze: bool, small_cnn: SmallCNN, images: Tensor
+) -> None:
     def score(x: Tensor) -> Tensor:
-        return small_cnn(x)[:, 0]
+        logit = small_cnn(x)[:, :1]
+        return logit[:, 0] if squeeze else logit
 
     cam = InfoCAM(score, small_cnn.features)
+    settings = FAST["settings"]
+    auto = cam.attribute(images, settings=settings)  # Captum's usual call: no target
+    sigmoid = cam.attribute(images, settings=replace(settings, likelihood="sigmoid"))
+    torch.testing.assert_close(auto, sigmoid, rtol=0, atol=0)
+    assert auto.shape == (3, 1, 16, 16)
     with pytest.raises(ValueError, match="use 'sigmoid'"):
-        cam.attribute(images)
-    attr = cam.attribute(images, settings=replace(FAST["settings"], likelihood="sigmoid"))
-    assert attr.shape == (3, 1, 16, 16)
+        cam.attribute(images, settings=replace(settings, likelihood="softmax"))
+
+
+def test_auto_likelihood_keeps_the_softmax_for_classes(small_cnn: SmallCNN, images: Tensor) -> None:
+    cam = InfoCAM(small_cnn, small_cnn.features)
+    softmax = replace(FAST["settings"], likelihood="softmax")
+    torch.testing.assert_close(
+        cam.attribute(images, target=1, **FAST),
+        cam.attribute(images, target=1, settings=softmax),
+        rtol=0,
+        atol=0,
+    )
 
 
 def _train_mode_resnet() -> nn.Module:
