@@ -225,7 +225,9 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             *Tensor* of **attributions** with shape ``(N, 1, H, W)``, or
             ``(N, C, H, W)`` if ``attr_dim_summation=False``, on the inputs'
             device, in float32 (float64 for a float64 layer). Upsample with
-            :meth:`interpolate`.
+            :meth:`interpolate`. A layer whose value is a ``(N, C)`` vector is
+            fitted as ``1 x 1`` maps and gives ``(N, 1)`` or ``(N, C)``, as
+            Captum's ``LayerGradCam`` does.
 
         Examples::
 
@@ -349,6 +351,9 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 attributions = attributions.sum(1, keepdim=True)
             if relu_attributions:
                 attributions = F.relu(attributions)
+            if suffix.value.dim() == 2 and maps.shape[2:] == (1, 1):
+                # A vector layer's 1 x 1 maps, returned as LayerGradCam does: (N, 1) or (N, C).
+                attributions = attributions.flatten(1)
         self.last_fit = replace(fit, zero_map=(attributions == 0).flatten(1).all(1))
         if bool(fit.collapsed.any()):
             warnings.warn(

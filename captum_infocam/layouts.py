@@ -36,13 +36,14 @@ class LayerLayout(Protocol):
 
 
 class ChannelsFirst:
-    """The identity: the layer's value is already ``(B, C, H, W)``."""
+    """The identity: the layer's value is already ``(B, C, H, W)``. A ``(B, C)`` vector
+    (a linear layer's output, say) is taken as ``C`` maps of ``1 x 1``."""
 
     def to_maps(self, value: Tensor) -> Tensor:
-        return value
+        return value[:, :, None, None] if value.dim() == 2 else value
 
     def from_maps(self, maps: Tensor, value: Tensor) -> Tensor:
-        return maps
+        return maps.flatten(1) if value.dim() == 2 else maps
 
     def __repr__(self) -> str:
         return "ChannelsFirst()"

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 import torchvision
+from captum.attr import LayerGradCam
 from captum.attr import visualization as viz
 from captum.metrics import sensitivity_max
 from torch import Tensor, nn
@@ -527,6 +528,39 @@ def test_every_setting_reaches_the_fit(change: dict, trained_cnn: SmallCNN) -> N
     assert torch.equal(same, default)
     changed = cam.attribute(x, target=y, relu_attributions=False, settings=DSIBSettings(**change))
     assert not torch.allclose(changed, default)
+
+
+class VectorHead(nn.Module):
+    """``layer`` (identity) on ``(N, 3)`` vectors, then a linear head without bias."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Identity()
+        self.fc = nn.Linear(3, 2, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[2.0, -2.0, 1.0], [0.0, 0.0, 0.0]]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.layer(x))
+
+
+def test_a_vector_layer_is_explained_as_one_by_one_maps_with_layer_grad_cams_shapes() -> None:
+    model = VectorHead().eval()
+    x = torch.tensor([[1.0, 1.0, 1.0], [2.0, 0.5, 1.0]])
+    cam = InfoCAM(model, model.layer)
+    per_channel = cam.attribute(x, target=0, relu_attributions=False, attr_dim_summation=False)
+    assert (
+        per_channel.shape
+        == LayerGradCam(model, model.layer).attribute(x, target=0, attr_dim_summation=False).shape
+        == (2, 3)
+    )
+    weights = cam.last_fit.gates - cam.last_fit.complement.gates
+    torch.testing.assert_close(per_channel, weights * x)  # w_c A_c on 1 x 1 maps
+    # Channels 0 and 2 are evidence for class 0, channel 1 against it.
+    assert (per_channel[:, [0, 2]] > 0).all() and (per_channel[:, 1] < 0).all()
+    summed = cam.attribute(x, target=0)
+    assert summed.shape == (2, 1)
+    torch.testing.assert_close(summed, per_channel.sum(1, keepdim=True).relu())
 
 
 def test_interpolate_upsamples_nearest_and_bilinear() -> None:
