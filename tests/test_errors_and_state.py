@@ -186,8 +186,12 @@ def test_layer_never_called_by_a_forward_function_is_reported(
 def test_non_4d_layer_needs_a_reshape_transform(
     small_cnn: SmallCNN, images: Tensor, no_fit: None
 ) -> None:
+    # (N, C, H * W) positions in a row: neither maps nor a vector of channels.
+    model = nn.Sequential(
+        small_cnn.features, nn.Flatten(2), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 3)
+    ).eval()
     with pytest.raises(ValueError, match="pass reshape_transform"):
-        InfoCAM(small_cnn, small_cnn.head[1]).attribute(images, target=0)
+        InfoCAM(model, model[1]).attribute(images, target=0)
 
 
 @pytest.mark.parametrize("squeeze", [True, False], ids=["(N,)", "(N, 1)"])
