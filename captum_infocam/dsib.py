@@ -448,6 +448,7 @@ def fit_dsib(
     generator: torch.Generator | None = None,
     internal_batch_size: int | None = None,
     show_progress: bool = False,
+    grad_kwargs: dict[str, Any] | None = None,
 ) -> DSIBFit:
     r"""Fits the per-sample, per-channel gates of the DSIB with Adam.
 
@@ -484,6 +485,10 @@ def fit_dsib(
             the fit is the same up to floating-point rounding. Default: all
             ``B * F * 2K`` rows at once.
         show_progress (bool, optional): show a progress bar over the steps.
+        grad_kwargs (dict, optional): keyword arguments of ``torch.autograd.grad``
+            for the backward through the network after the layer, as Captum's
+            ``grad_kwargs`` (``{"materialize_grads": True}``: zeros where the
+            output does not depend on the layer). Default: None
 
     Returns:
         :class:`DSIBFit` of the target, with the complement's fit in
@@ -551,7 +556,7 @@ def fit_dsib(
                 event = log_odds(z.clone(), rows) * row_sign[rows]
                 loss = row_losses(event, noise_row[rows]).sum()
             with record_function("InfoCAM: suffix backward"):
-                stream_grads.append(torch.autograd.grad(loss, z)[0])
+                stream_grads.append(torch.autograd.grad(loss, z, **(grad_kwargs or {}))[0])
             events.append(event.detach())
         with record_function("InfoCAM: gate gradient"):
             event = torch.cat(events).view(batch * fits, 2, n_samples)

@@ -175,6 +175,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,
         attr_dim_summation: bool = True,
+        grad_kwargs: Optional[dict[str, Any]] = None,
         settings: Optional[DSIBSettings] = None,
         internal_batch_size: Optional[int] = None,
         show_progress: bool = False,
@@ -201,6 +202,12 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             attr_dim_summation (bool, optional): sum the weighted maps over
                 channels; ``False`` returns one map per channel.
                 Default: True
+            grad_kwargs (dict, optional): keyword arguments of
+                ``torch.autograd.grad`` for the fit's backward through the
+                network after the layer, as in Captum's ``LayerGradCam``
+                (``{"materialize_grads": True}`` for a layer whose value the
+                output does not use: a zero map instead of an error).
+                Default: None
             settings (DSIBSettings, optional): every setting of the fit and
                 its read-out (draws, steps, learning rate, beta, gamma, prior,
                 read-out, likelihood, seed, contrast, evidence, precision),
@@ -270,6 +277,11 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         complement = settings.contrast == "complement"
         if internal_batch_size is not None:
             check_int("internal_batch_size", internal_batch_size, 1)
+        if grad_kwargs is not None and not isinstance(grad_kwargs, dict):
+            raise TypeError(
+                f"grad_kwargs must be a dict of torch.autograd.grad's keyword arguments, "
+                f"got {type(grad_kwargs).__name__}"
+            )
         prior = self._resolve_prior(settings.prior)
         training = training_leaves(self._model)
         if training:
@@ -339,6 +351,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                     generator=generator,
                     internal_batch_size=internal_batch_size,
                     show_progress=show_progress,
+                    grad_kwargs=grad_kwargs,
                 )
         if not bool(torch.isfinite(fit.loss_trace).all()):
             raise ValueError(

@@ -166,3 +166,33 @@ def test_the_map_depends_on_the_class_where_captums_classes_differ() -> None:
     maps = [cam.attribute(args["inputs"], target=t, settings=FIT) for t in (0, 1)]
     assert all(bool((m > 0).any()) for m in maps)
     assert not torch.allclose(maps[0], maps[1])
+
+
+class UnusedLayer(nn.Module):
+    """A layer that runs but whose value the output does not use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.unused = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.unused(x)
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+def test_grad_kwargs_materialise_the_gradients_of_an_unused_layer_as_captum_does() -> None:
+    torch.manual_seed(0)
+    model = UnusedLayer().eval()
+    x = torch.randn(2, 1, 6, 6)
+    cam, grad_cam = InfoCAM(model, model.unused), LayerGradCam(model, model.unused)
+    for method in (cam, grad_cam):
+        with pytest.raises(RuntimeError, match="not have been used in the graph"):
+            method.attribute(x, target=0)
+    materialize = {"materialize_grads": True}
+    expected = grad_cam.attribute(x, target=0, grad_kwargs=materialize)
+    attr = cam.attribute(x, target=0, grad_kwargs=materialize, settings=FIT)
+    assert attr.shape == expected.shape and not attr.any() and not expected.any()
+    with pytest.raises(TypeError, match="grad_kwargs must be a dict"):
+        cam.attribute(x, target=0, grad_kwargs=[("materialize_grads", True)])
