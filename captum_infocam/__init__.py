@@ -1,6 +1,7 @@
 """InfoCAM (Information-weighted Class Activation Mapping) as a Captum plugin."""
 
 from captum_infocam.dsib import DSIBFit, DSIBSettings
+from captum_infocam.guided import GuidedInfoCAM
 from captum_infocam.infocam import CollapsedFitWarning, InfoCAM, TrainModeWarning
 from captum_infocam.layouts import ChannelsFirst, ChannelsLast, TokenGrid
 from captum_infocam.prior import PriorStatistics
@@ -13,6 +14,7 @@ __all__ = [
     "DSIBFit",
     "DSIBSettings",
     "DetectionBoxScore",
+    "GuidedInfoCAM",
     "InfoCAM",
     "PriorStatistics",
     "SegmentationRegion",
