@@ -2,7 +2,7 @@
 
 from captum_infocam.dsib import DSIBFit, DSIBSettings
 from captum_infocam.guided import GuidedInfoCAM
-from captum_infocam.infocam import CollapsedFitWarning, InfoCAM, TrainModeWarning
+from captum_infocam.infocam import CollapsedFitWarning, InfoCAM, TrainModeWarning, ZeroMapWarning
 from captum_infocam.layouts import ChannelsFirst, ChannelsLast, TokenGrid
 from captum_infocam.prior import PriorStatistics
 from captum_infocam.wrappers import DetectionBoxScore, SegmentationRegion
@@ -20,6 +20,7 @@ __all__ = [
     "SegmentationRegion",
     "TokenGrid",
     "TrainModeWarning",
+    "ZeroMapWarning",
 ]
 
 __version__ = "0.1.0"

@@ -39,6 +39,8 @@ from captum_infocam._validation import (
 )
 from captum_infocam._warnings import caller_stacklevel, training_leaves
 from captum_infocam.dsib import (
+    CLOSED_GATE,
+    OPEN_GATE,
     DSIBFit,
     DSIBSettings,
     channel_maps,
@@ -49,7 +51,7 @@ from captum_infocam.layouts import ChannelsFirst, LayerLayout
 from captum_infocam.likelihood import check_output, choose_likelihood, resolve_likelihood
 from captum_infocam.prior import PriorStatistics, PriorType, RunningMoments, prior_moments
 
-__all__ = ["CollapsedFitWarning", "InfoCAM", "TrainModeWarning"]
+__all__ = ["CollapsedFitWarning", "InfoCAM", "TrainModeWarning", "ZeroMapWarning"]
 
 #: The prior used when neither ``prior`` nor :meth:`InfoCAM.fit_statistics` gives one.
 DEFAULT_PRIOR = "zero"
@@ -60,6 +62,12 @@ class CollapsedFitWarning(UserWarning):
 
     See :attr:`DSIBFit.collapsed`.
     """
+
+
+class ZeroMapWarning(UserWarning):
+    """A map came back zero everywhere although its fit did not collapse: the weighted
+    evidence is negative or zero at every position, and the ReLU removes it. See
+    :attr:`DSIBFit.zero_map`; ``relu_attributions=False`` returns the signed map."""
 
 
 class TrainModeWarning(UserWarning):
@@ -367,13 +375,22 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             if suffix.value.dim() == 2 and maps.shape[2:] == (1, 1):
                 # A vector layer's 1 x 1 maps, returned as LayerGradCam does: (N, 1) or (N, C).
                 attributions = attributions.flatten(1)
-        self.last_fit = replace(fit, zero_map=(attributions == 0).flatten(1).all(1))
+        zero_map = (attributions == 0).flatten(1).all(1)
+        self.last_fit = replace(fit, zero_map=zero_map)
         if bool(fit.collapsed.any()):
             warnings.warn(
-                f"the DSIB fit collapsed for {int(fit.collapsed.sum())} of {num_examples} "
-                "example(s): every gate closed, none moved, or all ended equal "
-                "(see last_fit.collapsed); check beta, lr and steps",
+                _collapse_message(fit, settings, num_examples),
                 CollapsedFitWarning,
+                stacklevel=caller_stacklevel(),
+            )
+        zero_only = zero_map & ~fit.collapsed
+        if bool(zero_only.any()):
+            warnings.warn(
+                f"the map is zero everywhere for {int(zero_only.sum())} of {num_examples} "
+                "example(s) (see last_fit.zero_map): the weighted evidence is not positive "
+                "at any position, and the ReLU removes it; relu_attributions=False returns "
+                "the signed map",
+                ZeroMapWarning,
                 stacklevel=caller_stacklevel(),
             )
         return attributions
@@ -511,6 +528,38 @@ class InfoCAM(LayerAttribution, GradientAttribution):
 
 def _is_batched(value: Any, num_examples: int) -> bool:
     return isinstance(value, Tensor) and value.dim() > 0 and len(value) == num_examples
+
+
+def _collapse_message(fit: DSIBFit, settings: DSIBSettings, num_examples: int) -> str:
+    """What :class:`CollapsedFitWarning` says: how many fits collapsed, and for each way
+    they collapsed its likely cause and what to change."""
+    gates = fit.gates
+    closed = gates.amax(1) < CLOSED_GATE
+    unmoved = gates.amin(1) > OPEN_GATE
+    equal = fit.collapsed & ~closed & ~unmoved
+    causes = []
+    if bool(closed.any()):
+        causes.append(
+            f"every gate closed for {int(closed.sum())}: the compression outweighed the "
+            f"evidence (or there was none: a classifier that ignores the layer); lower beta "
+            f"(now {settings.beta:g})"
+        )
+    if bool(unmoved.any()):
+        causes.append(
+            f"no gate moved for {int(unmoved.sum())}: the gate logits travel lr * steps = "
+            f"{settings.lr * settings.steps:g}; raise lr or steps"
+        )
+    if bool(equal.any()):
+        causes.append(
+            f"every gate ended equal for {int(equal.sum())}: the output barely depends on "
+            "which channels pass; likely a random or untrained classifier, classes whose "
+            "scores move together (likelihood='sigmoid' reads the target's score alone), or "
+            "a token or channels-last layer explained without its layout (reshape_transform)"
+        )
+    return (
+        f"the DSIB fit collapsed for {int(fit.collapsed.sum())} of {num_examples} example(s) "
+        f"(see last_fit.collapsed): " + "; ".join(causes)
+    )
 
 
 def _owning_module(forward_func: Callable[..., Any]) -> Optional[nn.Module]:

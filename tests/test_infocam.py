@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import FrozenInstanceError, replace
 
 import matplotlib.pyplot as plt
@@ -13,7 +14,7 @@ from captum.attr import visualization as viz
 from captum.metrics import sensitivity_max
 from torch import Tensor, nn
 
-from captum_infocam import CollapsedFitWarning, DSIBSettings, InfoCAM
+from captum_infocam import CollapsedFitWarning, DSIBSettings, InfoCAM, ZeroMapWarning
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.sanity import rank_correlation
 from captum_infocam.benchmark.zoo import LAYERS, load_model
@@ -468,24 +469,57 @@ def test_fit_does_not_collapse_on_a_trained_model(trained_cnn: SmallCNN) -> None
 
 
 @pytest.mark.parametrize(
-    ("weight", "settings"),
+    ("weight", "settings", "cause"),
     [
         # Compression alone closes every gate.
-        ([[3.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dict(beta=10.0, gamma=0.0)),
+        (
+            [[3.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]],
+            dict(beta=10.0, gamma=0.0),
+            r"every gate closed for 1: the compression outweighed the evidence .*; lower beta "
+            r"\(now 10\)",
+        ),
+        # One step of 1 leaves every gate above 0.9.
+        (
+            [[3.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]],
+            dict(steps=1, lr=1.0),
+            r"no gate moved for 1: the gate logits travel lr \* steps = 1; raise lr or steps",
+        ),
         # A head that ignores the layer gives no evidence: Adam moves every gate by the
         # same step, and after 5 steps they all sit at sigmoid(0) = 0.5, neither closed
         # nor unmoved (random torchvision MobileNetV3s end like this).
-        ([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dict(steps=5)),
+        (
+            [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]],
+            dict(steps=5, lr=1.0),
+            r"every gate ended equal for 1: .* random or untrained classifier, classes whose "
+            r"scores move together \(likelihood='sigmoid' .*\), or a token or channels-last",
+        ),
     ],
-    ids=["every-gate-closed", "every-gate-equal"],
+    ids=["every-gate-closed", "no-gate-moved", "every-gate-equal"],
 )
-def test_collapse_is_reported_as_a_warning(weight: list, settings: dict) -> None:
+def test_collapse_is_reported_with_its_likely_cause(
+    weight: list, settings: dict, cause: str
+) -> None:
     model = LinearHead(torch.tensor(weight)).eval()
     cam = InfoCAM(model, model.layer)
     x = torch.ones(1, 4, 6, 6) * torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 4, 1, 1)
-    with pytest.warns(CollapsedFitWarning, match="collapsed for 1 of 1"):
+    with pytest.warns(CollapsedFitWarning, match="collapsed for 1 of 1 example") as caught:
         cam.attribute(x, target=0, settings=DSIBSettings(**settings))
     assert cam.last_fit.collapsed.all()
+    (message,) = [str(w.message) for w in caught if w.category is CollapsedFitWarning]
+    assert re.search(cause, message), message
+
+
+def test_a_zero_map_of_a_fit_that_did_not_collapse_is_warned_about() -> None:
+    # Channel 0 is evidence for class 0, channels 1-3 against it; equal activations make
+    # the weighted sum negative everywhere, and the ReLU leaves nothing.
+    model = LinearHead(torch.tensor([[1.0, -3.0, -3.0, -3.0], [0.0, 0.0, 0.0, 0.0]])).eval()
+    cam = InfoCAM(model, model.layer)
+    x = torch.ones(2, 4, 6, 6)
+    with pytest.warns(ZeroMapWarning, match=r"zero everywhere for 2 of 2 example\(s\)"):
+        attr = cam.attribute(x, target=0)
+    assert not attr.any() and cam.last_fit.zero_map.all() and not cam.last_fit.collapsed.any()
+    signed = cam.attribute(x, target=0, relu_attributions=False)
+    assert (signed < 0).all()
 
 
 def test_settings_fill_their_defaults_from_the_contrast_and_the_steps() -> None:
