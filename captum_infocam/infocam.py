@@ -124,7 +124,9 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             to ``(N, C, H, W)`` maps and back, e.g.
             :class:`~captum_infocam.layouts.TokenGrid` for ViT blocks or
             :class:`~captum_infocam.layouts.ChannelsLast` for Swin blocks.
-            Default: the identity.
+            Default: the identity, after a check that a 4-D value does not look
+            channels-last (pass :class:`~captum_infocam.layouts.ChannelsFirst`
+            to skip it).
         suffix_strategy (str, optional): how the fit runs the network after the
             layer: ``"auto"`` (try ``"traced"``, then ``"hooked"``, then
             ``"rerun"``, keeping the first that reproduces the model's output),
@@ -161,6 +163,7 @@ class InfoCAM(LayerAttribution, GradientAttribution):
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
         self.reshape_transform: LayerLayout = reshape_transform or ChannelsFirst()
+        self._layout_given = reshape_transform is not None
         self.statistics: Optional[PriorStatistics] = None
         self.last_fit: Optional[DSIBFit] = None
         self._model = model
@@ -318,6 +321,13 @@ class InfoCAM(LayerAttribution, GradientAttribution):
             check_output(likelihood, suffix.output)
             target_log_odds = resolve_likelihood(likelihood)
             index = target_index(target, num_examples, suffix.output.shape, device)
+            if not self._layout_given and _looks_channels_last(suffix.value):
+                raise ValueError(
+                    f"the layer's value has shape {tuple(suffix.value.shape)}, which looks "
+                    "channels-last, (N, H, W, C) as in Swin blocks: pass "
+                    "reshape_transform=ChannelsLast(); if it is (N, C, H, W), pass "
+                    "reshape_transform=ChannelsFirst() to say so"
+                )
             maps = self.reshape_transform.to_maps(suffix.value)
             if maps.dim() != 4:
                 raise ValueError(
@@ -528,6 +538,13 @@ class InfoCAM(LayerAttribution, GradientAttribution):
 
 def _is_batched(value: Any, num_examples: int) -> bool:
     return isinstance(value, Tensor) and value.dim() > 0 and len(value) == num_examples
+
+
+def _looks_channels_last(value: Tensor) -> bool:
+    """A 4-D value whose dimensions 1 and 2 are equal and differ from the last: a square
+    grid of positions with its channels last, ``(N, H, H, C)``. A channels-first value
+    ``(N, C, H, W)`` looks so only where ``C == H != W``."""
+    return value.dim() == 4 and value.shape[1] == value.shape[2] != value.shape[3]
 
 
 def _collapse_message(fit: DSIBFit, settings: DSIBSettings, num_examples: int) -> str:

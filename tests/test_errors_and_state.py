@@ -14,7 +14,7 @@ import torchvision
 from torch import Tensor, nn
 
 import captum_infocam.infocam as infocam_module
-from captum_infocam import DSIBSettings, InfoCAM, TrainModeWarning
+from captum_infocam import ChannelsFirst, ChannelsLast, DSIBSettings, InfoCAM, TrainModeWarning
 from tests.conftest import ModelState, SmallCNN
 
 FAST = dict(settings=DSIBSettings(n_samples=2, steps=2, lr=1.0))
@@ -436,3 +436,33 @@ def test_collapsed_fit_warning_points_at_the_callers_line(
         NoiseTunnel(cam).attribute(images, nt_samples=2, target=0, settings=one_step)
     locations = [(w.filename, w.lineno) for w in caught if w.category is CollapsedFitWarning]
     assert locations == [(__file__, direct), (__file__, tunnel)]
+
+
+def test_a_channels_last_layer_without_its_layout_is_refused_naming_it() -> None:
+    torch.manual_seed(0)
+    swin = torchvision.models.swin_t(num_classes=4).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with pytest.raises(
+        ValueError,
+        match=r"\(1, 2, 2, 768\), which looks channels-last, .* "
+        r"reshape_transform=ChannelsLast\(\)",
+    ):
+        InfoCAM(swin, swin.features[-1]).attribute(x, target=0, **FAST)
+    attr = InfoCAM(swin, swin.features[-1], reshape_transform=ChannelsLast()).attribute(
+        x, target=0, **FAST
+    )
+    assert attr.shape == (1, 1, 2, 2)
+
+
+def test_channels_first_maps_that_look_channels_last_pass_when_said_so() -> None:
+    # 16 channels of 16 x 32: dimensions 1 and 2 are equal, the last differs.
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2)
+    ).eval()
+    x = torch.randn(2, 3, 16, 32)
+    with pytest.raises(ValueError, match="looks channels-last"):
+        InfoCAM(model, model[0]).attribute(x, target=0, **FAST)
+    attr = InfoCAM(model, model[0], reshape_transform=ChannelsFirst()).attribute(
+        x, target=0, **FAST
+    )
+    assert attr.shape == (2, 1, 16, 32)
