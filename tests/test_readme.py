@@ -73,3 +73,10 @@ def test_readme_example_runs_and_gives_what_it_says(source: str, check) -> None:
     names = {"__name__": "readme_example"}
     exec(compile(source, str(README), "exec"), names)
     check(names)
+
+
+def test_the_readme_starts_with_the_usage_and_speaks_of_the_project_alone() -> None:
+    text = README.read_text()
+    assert re.findall(r"^## (.+)$", text, flags=re.MULTILINE)[0] == "Usage"
+    # The project's own history (issue numbers, releases) is for the docs, not the README.
+    assert not re.search(r"\bissue \d+|first release", text, flags=re.IGNORECASE)
