@@ -722,3 +722,41 @@ def test_train_without_out_refuses_to_overwrite_the_shipped_weights() -> None:
     ):
         main(["train", "--arch", "resnet", "--epochs", "1", "--images-per-epoch", "8"])
     assert weights_path("resnet").read_bytes() == shipped
+
+
+def test_every_command_and_option_explains_itself(capsys) -> None:
+    from captum_infocam.benchmark.__main__ import COMMANDS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "``" not in top and all(f"    {name}" in top for name in COMMANDS)
+    for name, (module, _) in COMMANDS.items():
+        parser = argparse.ArgumentParser()
+        module.add_arguments(parser)
+        silent = [a.option_strings for a in parser._actions if a.option_strings and not a.help]
+        assert not silent, f"{name}: options without help {silent}"
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        assert "(default:" in capsys.readouterr().out, name
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--images", "-1"], "argument --images: must be >= 0, got -1"),
+        (["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+        (["--pairs", "two"], "argument --pairs: must be an integer, got 'two'"),
+    ],
+)
+def test_bad_counts_are_one_line_errors(arguments: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", *arguments])
+    assert message in capsys.readouterr().err
+
+
+def test_a_run_with_nothing_to_explain_stops_before_it_starts(tmp_path: Path, capsys) -> None:
+    arguments = ["run", "--images", "0", "--pairs", "0", "--grids", "0", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="--images, --pairs and --grids are all 0"):
+        main(arguments)
+    assert "Benchmark:" not in capsys.readouterr().out

@@ -29,11 +29,26 @@ COMMANDS = {
 }
 
 
+#: What ``--help`` says before the commands.
+DESCRIPTION = (
+    "InfoCAM's benchmark on the shapes data set (objects with exact masks) and the shipped "
+    "networks, or on your own ImageFolder with boxes. 'run' is what make demo calls."
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m captum_infocam.benchmark", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m captum_infocam.benchmark", description=DESCRIPTION
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, summary) in COMMANDS.items():
-        module.add_arguments(commands.add_parser(name, help=summary))
+        command = commands.add_parser(
+            name,
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(command)
     args = parser.parse_args(argv)
     args.handler(args)
 

@@ -33,6 +33,7 @@ import torch
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from torch import Tensor, nn
 
+from captum_infocam.benchmark.cli import count, positive
 from captum_infocam.benchmark.items import GridItems, ShapesItems
 from captum_infocam.benchmark.methods import METHODS, check_methods
 from captum_infocam.benchmark.run import METRICS, evaluate, mean_and_error
@@ -370,11 +371,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(DEFAULT_DEPTH_METHODS),
         help=f"comma-separated, from: {', '.join(METHODS)}",
     )
-    parser.add_argument("--images", type=int, default=40, help="one-object images")
-    parser.add_argument("--pairs", type=int, default=20, help="two-object images")
-    parser.add_argument("--grids", type=int, default=5, help="2 x 2 grids (4 items each)")
-    parser.add_argument("--batch-size", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0, help="data seed")
+    parser.add_argument("--images", type=count, default=40, help="one-object images")
+    parser.add_argument("--pairs", type=count, default=20, help="two-object images")
+    parser.add_argument("--grids", type=count, default=5, help="2 x 2 grids (4 items each)")
+    parser.add_argument("--batch-size", type=positive, default=20, help="items per call")
+    parser.add_argument("--seed", type=count, default=0, help="data seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("results"), help="folder for the records and figures"
+    )
     parser.set_defaults(handler=run_depth)

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from captum_infocam.benchmark.cli import count, positive
 from captum_infocam.benchmark.items import Batch, ShapesItems
 from captum_infocam.benchmark.methods import METHODS, Explainer
 from captum_infocam.benchmark.run import METRICS, MetricColumn
@@ -305,13 +306,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=sorted(ARCHITECTURES),
         help="comma-separated shipped networks",
     )
-    parser.add_argument("--images", type=int, default=40, help="one-object images")
-    parser.add_argument("--pairs", type=int, default=20, help="two-object images (2 items each)")
-    parser.add_argument("--best", choices=["Grad-CAM", "InfoCAM"], default="Grad-CAM")
+    parser.add_argument("--images", type=count, default=40, help="one-object images")
+    parser.add_argument("--pairs", type=count, default=20, help="two-object images (2 items each)")
+    parser.add_argument(
+        "--best",
+        choices=["Grad-CAM", "InfoCAM"],
+        default="Grad-CAM",
+        help="the method whose maps are the meta-evaluation's good maps",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="noisy repeats of each kind")
     parser.add_argument("--input-noise", type=float, default=2 / 255, help="pixel noise std")
     parser.add_argument("--score-noise", type=float, default=0.1, help="logit noise std")
-    parser.add_argument("--batch-size", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=positive, default=20, help="items per call")
+    parser.add_argument("--seed", type=count, default=0, help="data seed")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.set_defaults(handler=_meta)

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from captum_infocam import DSIBSettings, InfoCAM, PriorStatistics
+from captum_infocam.benchmark.cli import count, positive
 from captum_infocam.benchmark.clock import timed
 from captum_infocam.benchmark.data import reference_images
 from captum_infocam.benchmark.items import Batch, FolderItems, GridItems, ShapesItems
@@ -523,6 +524,8 @@ def _run(args: argparse.Namespace) -> None:
         check_methods(args.methods)
     except ValueError as error:
         raise SystemExit(str(error)) from None
+    if args.image_folder is None and not (args.images or args.pairs or args.grids):
+        raise SystemExit("--images, --pairs and --grids are all 0: nothing to explain")
     settings, dataset_prior = infocam_settings(args.infocam)
     model, layer, tag, sources = _load_setup(args)
     if rank == 0:
@@ -581,7 +584,9 @@ def _run(args: argparse.Namespace) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``run`` command's arguments and handler."""
-    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet")
+    parser.add_argument(
+        "--arch", choices=sorted(ARCHITECTURES), default="resnet", help="the shipped network"
+    )
     parser.add_argument(
         "--layer",
         default="last",
@@ -589,11 +594,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     # The defaults keep make demo to a few minutes of a 2-core CPU; docs/benchmark.md's
     # tables use --images 100 --pairs 50 --grids 25.
-    parser.add_argument("--images", type=int, default=50, help="one-object images")
-    parser.add_argument("--pairs", type=int, default=25, help="two-object images (2 items each)")
+    parser.add_argument("--images", type=count, default=50, help="one-object images")
+    parser.add_argument("--pairs", type=count, default=25, help="two-object images (2 items each)")
     parser.add_argument(
         "--grids",
-        type=int,
+        type=count,
         default=5,
         help="2 x 2 grids of four classes (4 items each, the grid pointing game)",
     )
@@ -613,8 +618,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="InfoCAM's DSIBSettings, e.g. beta=2 readout=bits (prior=dataset: the layer's "
         "statistics over reference images)",
     )
-    parser.add_argument("--batch-size", type=int, default=25)
-    parser.add_argument("--n-steps", type=int, default=16, help="insertion/deletion steps")
+    parser.add_argument("--batch-size", type=positive, default=25, help="items per call")
+    parser.add_argument("--n-steps", type=positive, default=16, help="insertion/deletion steps")
     parser.add_argument(
         "--road-fractions",
         type=parse_fractions,
@@ -627,17 +632,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=4,
         help="pointing-game tolerance in pixels (15 at 224 px is 4 at 64 px)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--seed", type=count, default=0, help="data seed (0: the reported split)")
+    parser.add_argument(
+        "--device", default=None, help="e.g. cuda:1 (default: CUDA where available, else the CPU)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=Path("results"))
-    parser.add_argument("--no-figure", action="store_true")
+    parser.add_argument(
+        "--out", type=Path, default=Path("results"), help="folder for the records and the figure"
+    )
+    parser.add_argument("--no-figure", action="store_true", help="draw no figure")
     real = parser.add_argument_group("real data (instead of the shapes data set)")
-    real.add_argument("--image-folder", type=Path, default=None)
+    real.add_argument("--image-folder", type=Path, default=None, help="an ImageFolder root")
     real.add_argument("--boxes", type=Path, default=None, help="JSON boxes file (see items.py)")
     real.add_argument("--model", default=None, help="a torchvision classifier name, e.g. resnet50")
     real.add_argument("--weights", type=Path, default=None, help="its state_dict file")
-    real.add_argument("--num-classes", type=int, default=1000)
-    real.add_argument("--image-size", type=int, default=224)
-    real.add_argument("--normalize", choices=["imagenet", "none"], default="imagenet")
+    real.add_argument(
+        "--num-classes", type=positive, default=1000, help="classes the weights were trained for"
+    )
+    real.add_argument(
+        "--image-size", type=positive, default=224, help="the shorter side, then a centre crop"
+    )
+    real.add_argument(
+        "--normalize",
+        choices=["imagenet", "none"],
+        default="imagenet",
+        help="input normalisation in front of the model",
+    )
     parser.set_defaults(handler=_run)

@@ -16,6 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from captum_infocam.benchmark.cli import count, positive
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.methods import METHODS
 from captum_infocam.benchmark.zoo import ARCHITECTURES, STAGES, layer_name, load_model
@@ -91,9 +92,16 @@ def run_sanity(args: argparse.Namespace) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``sanity`` command's arguments and handler."""
-    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet")
-    parser.add_argument("--layer", default="last")
-    parser.add_argument("--images", type=int, default=50)
-    parser.add_argument("--methods", type=lambda s: s.split(","), default=["InfoCAM", "Grad-CAM"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--arch", choices=sorted(ARCHITECTURES), default="resnet", help="the shipped network"
+    )
+    parser.add_argument("--layer", default="last", help="'last', 'middle' or a stage")
+    parser.add_argument("--images", type=positive, default=50, help="one-object images")
+    parser.add_argument(
+        "--methods",
+        type=lambda s: s.split(","),
+        default=["InfoCAM", "Grad-CAM"],
+        help="comma-separated methods of the benchmark",
+    )
+    parser.add_argument("--seed", type=count, default=0, help="data and re-initialisation seed")
     parser.set_defaults(handler=run_sanity)

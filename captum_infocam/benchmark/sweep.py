@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from captum_infocam import DSIBSettings, InfoCAM
+from captum_infocam.benchmark.cli import count
 from captum_infocam.benchmark.data import reference_images
 from captum_infocam.benchmark.items import GridItems, ShapesItems
 from captum_infocam.benchmark.methods import METHODS
@@ -157,14 +158,16 @@ def paired_table(by_config: dict[str, list[dict[str, Any]]]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``sweep`` command's arguments and handler."""
-    parser.add_argument("--arch", default="resnet")
-    parser.add_argument("--layers", default="last,middle")
-    parser.add_argument("--images", type=int, default=100)
-    parser.add_argument("--pairs", type=int, default=50)
-    parser.add_argument("--grids", type=int, default=25, help="2 x 2 grids (4 items each)")
+    parser.add_argument("--arch", default="resnet", help="the shipped network")
+    parser.add_argument("--layers", default="last,middle", help="comma-separated roles")
+    parser.add_argument("--images", type=count, default=100, help="one-object images")
+    parser.add_argument("--pairs", type=count, default=50, help="two-object images")
+    parser.add_argument("--grids", type=count, default=25, help="2 x 2 grids (4 items each)")
     parser.add_argument("--seed", type=int, default=1, help="data seed (the reported split is 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument(
+        "--configs", default=",".join(CONFIGS), help="comma-separated configurations to run"
+    )
     parser.add_argument(
         "--paired", action="store_true", help="also compare each configuration with the base"
     )

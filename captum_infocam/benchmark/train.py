@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from captum_infocam.benchmark.cli import count, positive
 from captum_infocam.benchmark.data import ShapesDataset, collate
 from captum_infocam.benchmark.zoo import ARCHITECTURES, weights_path
 
@@ -121,10 +122,14 @@ def _train_command(args: argparse.Namespace) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``train`` command's arguments and handler."""
-    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), required=True)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--images-per-epoch", type=int, default=12_000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--arch", choices=sorted(ARCHITECTURES), required=True, help="the network to train"
+    )
+    parser.add_argument("--epochs", type=positive, default=6, help="passes over fresh images")
+    parser.add_argument(
+        "--images-per-epoch", type=positive, default=12_000, help="fresh images per epoch"
+    )
+    parser.add_argument("--seed", type=count, default=0, help="weights and data seed")
     parser.add_argument(
         "--no-objects",
         action="store_true",
