@@ -12,7 +12,7 @@ from captum_infocam.benchmark.sanity import randomised, rank_correlation
 from captum_infocam.benchmark.zoo import LAYERS, load_model
 from captum_infocam.dsib import FIT_DEFAULTS, GATE_TRAVEL, fit_dsib
 from captum_infocam.likelihood import resolve_likelihood
-from captum_infocam.metrics._common import saliency_maps
+from captum_infocam.metrics import saliency_maps
 from captum_infocam.prior import prior_moments
 
 pytestmark = pytest.mark.filterwarnings("ignore::captum_infocam.CollapsedFitWarning")

@@ -18,7 +18,7 @@ from captum_infocam import CollapsedFitWarning, DSIBSettings, InfoCAM, ZeroMapWa
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.sanity import rank_correlation
 from captum_infocam.benchmark.zoo import LAYERS, load_model
-from captum_infocam.metrics._common import saliency_maps
+from captum_infocam.metrics import saliency_maps
 from tests.conftest import LinearHead, SmallCNN, coloured_squares, trained_copy
 
 FIT = DSIBSettings(n_samples=4, steps=5, lr=1.0)

@@ -1,11 +1,11 @@
-"""Argument types shared by the benchmark's commands: counts that argparse checks, so that
-a bad value is a one-line error before any work."""
+"""Arguments shared by the benchmark's commands: counts that argparse checks, so that a
+bad value is a one-line error before any work, and the item counts."""
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["count", "positive"]
+__all__ = ["add_item_counts", "count", "positive"]
 
 
 def _integer(text: str, minimum: int) -> int:
@@ -26,3 +26,18 @@ def count(text: str) -> int:
 def positive(text: str) -> int:
     """An argparse type: an integer >= 1 (a batch size, a number of steps or epochs)."""
     return _integer(text, 1)
+
+
+def add_item_counts(parser: argparse.ArgumentParser, images: int, pairs: int, grids: int) -> None:
+    """``--images``, ``--pairs`` and ``--grids``: how many items of each split of the shapes
+    data set a command explains, with these defaults."""
+    parser.add_argument("--images", type=count, default=images, help="one-object images")
+    parser.add_argument(
+        "--pairs", type=count, default=pairs, help="two-object images (2 items each)"
+    )
+    parser.add_argument(
+        "--grids",
+        type=count,
+        default=grids,
+        help="2 x 2 grids of four classes (4 items each, the grid pointing game)",
+    )

@@ -33,8 +33,8 @@ import torch
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from torch import Tensor, nn
 
-from captum_infocam.benchmark.cli import count, positive
-from captum_infocam.benchmark.items import GridItems, ShapesItems
+from captum_infocam.benchmark.cli import add_item_counts, count, positive
+from captum_infocam.benchmark.items import shapes_splits
 from captum_infocam.benchmark.methods import METHODS, check_methods
 from captum_infocam.benchmark.run import METRICS, evaluate, mean_and_error
 from captum_infocam.benchmark.zoo import ARCHITECTURES, STAGES, load_model
@@ -140,12 +140,7 @@ def study(arch: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Per-item records of every method at every stage of the shipped network ``arch``, each
     with its ``"stage"`` and the item's ``"gradient_correlation"`` there."""
     model = load_model(arch)
-    sources = [
-        ShapesItems("single", args.images, args.seed),
-        ShapesItems("pair", args.pairs, args.seed),
-        GridItems(args.grids, args.seed),
-    ]
-    sources = [source for source in sources if len(source)]
+    sources = shapes_splits(args.images, args.pairs, args.grids, args.seed)
     records: list[dict[str, Any]] = []
     device = torch.device("cpu")
     for stage in STAGES[arch]:
@@ -371,9 +366,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(DEFAULT_DEPTH_METHODS),
         help=f"comma-separated, from: {', '.join(METHODS)}",
     )
-    parser.add_argument("--images", type=count, default=40, help="one-object images")
-    parser.add_argument("--pairs", type=count, default=20, help="two-object images")
-    parser.add_argument("--grids", type=count, default=5, help="2 x 2 grids (4 items each)")
+    add_item_counts(parser, images=40, pairs=20, grids=5)
     parser.add_argument("--batch-size", type=positive, default=20, help="items per call")
     parser.add_argument("--seed", type=count, default=0, help="data seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")

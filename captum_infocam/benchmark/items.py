@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -38,7 +38,7 @@ from torchvision.transforms import v2
 from captum_infocam.benchmark.data import CLASSES, ShapesDataset
 from captum_infocam.metrics import boxes_to_mask
 
-__all__ = ["Batch", "FolderItems", "GridItems", "ShapesItems"]
+__all__ = ["Batch", "FolderItems", "GridItems", "ShapesItems", "shapes_splits"]
 
 
 @dataclass(frozen=True)
@@ -277,3 +277,16 @@ class FolderItems:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'s' if number != 1 else ''}"
+
+
+def shapes_splits(
+    images: int, pairs: int, grids: int, seed: int
+) -> list[Union[ShapesItems, GridItems]]:
+    """The shapes data set's splits with items: ``images`` one-object images, ``pairs``
+    two-object images and ``grids`` 2 x 2 grids (a count of 0 leaves its split out)."""
+    splits = [
+        ShapesItems("single", images, seed),
+        ShapesItems("pair", pairs, seed),
+        GridItems(grids, seed),
+    ]
+    return [split for split in splits if len(split)]

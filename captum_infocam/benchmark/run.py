@@ -24,10 +24,10 @@ from torch import nn
 from tqdm import tqdm
 
 from captum_infocam import DSIBSettings, InfoCAM, PriorStatistics
-from captum_infocam.benchmark.cli import count, positive
+from captum_infocam.benchmark.cli import add_item_counts, count, positive
 from captum_infocam.benchmark.clock import timed
 from captum_infocam.benchmark.data import reference_images
-from captum_infocam.benchmark.items import Batch, FolderItems, GridItems, ShapesItems
+from captum_infocam.benchmark.items import Batch, FolderItems, GridItems, ShapesItems, shapes_splits
 from captum_infocam.benchmark.methods import (
     DEFAULT_METHODS,
     METHODS,
@@ -383,17 +383,8 @@ def _load_setup(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, str, li
     except ValueError as error:
         raise SystemExit(str(error)) from None
     model = load_model(args.arch)
-    splits = [
-        ShapesItems("single", args.images, args.seed),
-        ShapesItems("pair", args.pairs, args.seed),
-        GridItems(args.grids, args.seed),
-    ]
-    return (
-        model,
-        model.get_submodule(name),
-        f"{args.arch}_{name}",
-        [s for s in splits if len(s)],
-    )
+    splits = shapes_splits(args.images, args.pairs, args.grids, args.seed)
+    return model, model.get_submodule(name), f"{args.arch}_{name}", splits
 
 
 def _load_weights(network: nn.Module, args: argparse.Namespace) -> None:
@@ -594,14 +585,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     # The defaults keep make demo to a few minutes of a 2-core CPU; docs/benchmark.md's
     # tables use --images 100 --pairs 50 --grids 25.
-    parser.add_argument("--images", type=count, default=50, help="one-object images")
-    parser.add_argument("--pairs", type=count, default=25, help="two-object images (2 items each)")
-    parser.add_argument(
-        "--grids",
-        type=count,
-        default=5,
-        help="2 x 2 grids of four classes (4 items each, the grid pointing game)",
-    )
+    add_item_counts(parser, images=50, pairs=25, grids=5)
     parser.add_argument(
         "--methods",
         type=lambda s: s.split(","),

@@ -27,9 +27,9 @@ from typing import Any
 import torch
 
 from captum_infocam import DSIBSettings, InfoCAM
-from captum_infocam.benchmark.cli import count
+from captum_infocam.benchmark.cli import add_item_counts
 from captum_infocam.benchmark.data import reference_images
-from captum_infocam.benchmark.items import GridItems, ShapesItems
+from captum_infocam.benchmark.items import shapes_splits
 from captum_infocam.benchmark.methods import METHODS
 from captum_infocam.benchmark.run import (
     DATASET_PRIOR,
@@ -80,12 +80,7 @@ def run_sweep(args: argparse.Namespace) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     model = load_model(args.arch)
-    sources = [
-        ShapesItems("single", args.images, args.seed),
-        ShapesItems("pair", args.pairs, args.seed),
-        GridItems(args.grids, args.seed),
-    ]
-    sources = [source for source in sources if len(source)]
+    sources = shapes_splits(args.images, args.pairs, args.grids, args.seed)
     labels = [f"{m.label}{'↑' if m.higher_is_better else '↓'}" for m in METRICS]
     for role in args.layers.split(","):
         layer_name = LAYERS[args.arch][role]
@@ -160,9 +155,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``sweep`` command's arguments and handler."""
     parser.add_argument("--arch", default="resnet", help="the shipped network")
     parser.add_argument("--layers", default="last,middle", help="comma-separated roles")
-    parser.add_argument("--images", type=count, default=100, help="one-object images")
-    parser.add_argument("--pairs", type=count, default=50, help="two-object images")
-    parser.add_argument("--grids", type=count, default=25, help="2 x 2 grids (4 items each)")
+    add_item_counts(parser, images=100, pairs=50, grids=25)
     parser.add_argument("--seed", type=int, default=1, help="data seed (the reported split is 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
