@@ -200,7 +200,21 @@ def test_table_marks_the_best_of_each_column_by_its_direction() -> None:
     table = markdown_table({"a": entry(0.2, 0.9), "b": entry(0.1, 0.8)}).splitlines()
     assert "**0.100 ± 0.010**" in table[3] and "**0.900 ± 0.010**" in table[2]
     assert "**0.200" not in table[2] and "**0.800" not in table[3]
-    assert table[2].endswith("| – |") and "nan" not in table[2]
+    # No method is ahead by more than its error on the other columns: no bold there.
+    assert table[2].count("**") == table[3].count("**") == 2
+    # The grid pointing game, scored on no item of this split, is left out.
+    assert "GPG" not in table[0] and "nan" not in table[2] and "–" not in table[2]
+
+
+def test_table_bolds_a_best_only_beyond_the_standard_errors() -> None:
+    def entry(insertion: float, error: float) -> dict:
+        values = {"seconds": [0.1, 0.0]} | {m.key: [0.5, 0.1] for m in METRICS}
+        return values | {"insertion": [insertion, error]}
+
+    close = markdown_table({"a": entry(0.90, 0.02), "b": entry(0.89, 0.005)})
+    assert "**" not in close  # 0.01 apart, within a's 0.02
+    clear = markdown_table({"a": entry(0.90, 0.004), "b": entry(0.89, 0.005)})
+    assert "**0.900 ± 0.004**" in clear.splitlines()[2]
 
 
 def _run_command(tmp_path: Path, processes: int) -> list[dict]:

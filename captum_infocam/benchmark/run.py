@@ -262,31 +262,57 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, li
 
 
 def markdown_table(split_summary: dict[str, dict[str, list[float]]]) -> str:
-    """Mean ± standard error per method and metric, the best of each column in bold."""
+    """Mean ± standard error per method and metric, without the metrics the split does not
+    score (the grid pointing game outside grids); a column's best value is in bold where
+    it is better than every other method's by more than the larger of the two standard
+    errors."""
+    columns = [
+        m for m in METRICS if any(not math.isnan(v[m.key][0]) for v in split_summary.values())
+    ]
     header = (
         "| method | s/img | "
-        + " | ".join(f"{m.label} {'↑' if m.higher_is_better else '↓'}" for m in METRICS)
+        + " | ".join(f"{m.label} {'↑' if m.higher_is_better else '↓'}" for m in columns)
         + " |"
     )
-    lines = [header, "|" + " --- |" * (len(METRICS) + 2)]
-    best = {}
-    for metric in METRICS:
-        means = [
-            v[metric.key][0] for v in split_summary.values() if not math.isnan(v[metric.key][0])
-        ]
-        best[metric.key] = (max if metric.higher_is_better else min)(means) if means else math.nan
+    lines = [header, "|" + " --- |" * (len(columns) + 2)]
+    clear_best = {metric.key: _clear_best(split_summary, metric) for metric in columns}
     for method, values in split_summary.items():
         cells = [method, f"{values['seconds'][0]:.4f}"]
-        for metric in METRICS:
+        for metric in columns:
             mean, error = values[metric.key]
             if math.isnan(mean):
-                cells.append("–")  # not scored on this split
+                cells.append("–")  # not scored for this method
                 continue
             text = f"{mean:.3f} ± {error:.3f}"
-            tied = round(mean, 3) == round(best[metric.key], 3)  # as printed
-            cells.append(f"**{text}**" if tied else text)
+            cells.append(f"**{text}**" if clear_best[metric.key] == method else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _clear_best(
+    split_summary: dict[str, dict[str, list[float]]], metric: MetricColumn
+) -> str | None:
+    """The method whose mean on ``metric`` beats every other's by more than the larger of the
+    two standard errors; ``None`` where the best is within the error of another."""
+    scored = {
+        method: values[metric.key]
+        for method, values in split_summary.items()
+        if not math.isnan(values[metric.key][0])
+    }
+    if not scored:
+        return None
+    sign = 1.0 if metric.higher_is_better else -1.0
+    best = max(scored, key=lambda method: sign * scored[method][0])
+    mean, error = scored[best]
+    for method, (other, other_error) in scored.items():
+        margin = max(_finite(error), _finite(other_error))
+        if method != best and sign * (mean - other) <= margin:
+            return None
+    return best
+
+
+def _finite(error: float) -> float:
+    return 0.0 if math.isnan(error) else error
 
 
 def parse_fractions(text: str) -> tuple[float, ...]:
@@ -468,8 +494,9 @@ def legend() -> str:
     return "\n".join(
         [
             *(f"{label:<{width}}  {COLUMN_HELP[key]}" for label, key in columns),
-            "↑ higher is better, ↓ lower is better; mean ± standard error over items; the best of",
-            "each column in bold; –: not scored on this split. Definitions: docs/metrics.md",
+            "↑ higher is better, ↓ lower is better; mean ± standard error over items; in bold, a",
+            "column's best where it beats every other method by more than the standard errors;",
+            "–: not scored for that method. Definitions: docs/metrics.md",
         ]
     )
 
