@@ -28,6 +28,11 @@ def _usage(names: dict) -> None:
     assert rgb.min() >= 0 and rgb.max() <= 1
 
 
+def _reuse(names: dict) -> None:
+    assert [m.shape for m in names["maps"]] == [(1, 1, 2, 2)] * 3
+    assert names["cam"].suffix_strategy_used == "traced"  # traced once, for every image
+
+
 def _architectures(names: dict) -> None:
     assert _is_map(names["vit_map"], (1, 1, 14, 14))  # 224 / 16 patches
     assert _is_map(names["swin_map"], (1, 1, 7, 7))
@@ -52,7 +57,14 @@ def _noise_tunnel(names: dict) -> None:
 
 
 #: What each example's comments promise, in the README's order.
-CHECKS = [_usage, _architectures, _timm_and_hugging_face, _shipped_networks, _noise_tunnel]
+CHECKS = [
+    _usage,
+    _reuse,
+    _architectures,
+    _timm_and_hugging_face,
+    _shipped_networks,
+    _noise_tunnel,
+]
 
 
 def test_every_readme_example_is_checked() -> None:
