@@ -38,7 +38,7 @@ class Fuzzed(nn.Module):
 
 
 def _targets(n: int, classes: int) -> st.SearchStrategy:
-    index = st.integers(-2, classes + 1)
+    index = st.integers(-classes - 1, classes + 1)
     return st.one_of(
         st.none(),
         index,
@@ -53,7 +53,8 @@ def _targets(n: int, classes: int) -> st.SearchStrategy:
 
 def _target_is_valid(target, n: int, classes: int) -> bool:
     def ok(i: object) -> bool:
-        return isinstance(i, int) and not isinstance(i, bool) and 0 <= i < classes
+        # Negative indices count from the end, as in Python and Captum.
+        return isinstance(i, int) and not isinstance(i, bool) and -classes <= i < classes
 
     if isinstance(target, Tensor):
         values = target.tolist()
