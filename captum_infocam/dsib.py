@@ -109,6 +109,7 @@ __all__ = [
     "DSIBFit",
     "DSIBSettings",
     "channel_maps",
+    "collapse_modes",
     "dual_streams",
     "fit_dsib",
     "is_collapsed",
@@ -342,11 +343,19 @@ def is_collapsed(gates: Tensor) -> Tensor:
 
     A fit collapsed when every gate closed (all below :data:`CLOSED_GATE`), none
     moved (all above :data:`OPEN_GATE`), or, for more than one channel, every
-    gate ended equal (within :data:`EQUAL_GATES`).
+    gate ended equal (within :data:`EQUAL_GATES`); see :func:`collapse_modes`.
     """
+    closed, unmoved, equal = collapse_modes(gates)
+    return closed | unmoved | equal
+
+
+def collapse_modes(gates: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    r"""The ways a fit's gates ``(B, C)`` collapse, each ``(B,)`` and exclusive: every gate
+    closed, no gate moved, and, neither, every gate equal (more than one channel)."""
     low, high = gates.amin(1), gates.amax(1)
-    equal = (high - low < EQUAL_GATES) & (gates.shape[1] > 1)
-    return (high < CLOSED_GATE) | (low > OPEN_GATE) | equal
+    closed, unmoved = high < CLOSED_GATE, low > OPEN_GATE
+    equal = (high - low < EQUAL_GATES) & (gates.shape[1] > 1) & ~closed & ~unmoved
+    return closed, unmoved, equal
 
 
 def kl_divergence(alpha: Tensor, standardized: Tensor) -> Tensor:

@@ -39,11 +39,10 @@ from captum_infocam._validation import (
 )
 from captum_infocam._warnings import caller_stacklevel, training_leaves
 from captum_infocam.dsib import (
-    CLOSED_GATE,
-    OPEN_GATE,
     DSIBFit,
     DSIBSettings,
     channel_maps,
+    collapse_modes,
     fit_dsib,
     rows_per_example,
 )
@@ -550,10 +549,7 @@ def _looks_channels_last(value: Tensor) -> bool:
 def _collapse_message(fit: DSIBFit, settings: DSIBSettings, num_examples: int) -> str:
     """What :class:`CollapsedFitWarning` says: how many fits collapsed, and for each way
     they collapsed its likely cause and what to change."""
-    gates = fit.gates
-    closed = gates.amax(1) < CLOSED_GATE
-    unmoved = gates.amin(1) > OPEN_GATE
-    equal = fit.collapsed & ~closed & ~unmoved
+    closed, unmoved, equal = collapse_modes(fit.gates)
     causes = []
     if bool(closed.any()):
         causes.append(
