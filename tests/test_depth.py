@@ -174,3 +174,8 @@ def test_advantage_figure_puts_each_stage_at_its_correlation_and_paired_differen
 def test_depth_command_names_an_unknown_network(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"--arch: unknown \['resnet50'\]"):
         main(["depth", "--arch", "resnet,resnet50", "--out", str(tmp_path)])
+
+
+def test_sanity_names_an_unknown_method() -> None:
+    with pytest.raises(SystemExit, match=r"--methods: unknown \['GradCam'\]"):
+        main(["sanity", "--methods", "InfoCAM,GradCam"])

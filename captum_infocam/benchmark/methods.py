@@ -151,20 +151,24 @@ def _seed(key: str) -> int:
     return zlib.crc32(key.encode())  # stable across processes, unlike hash()
 
 
+#: pytorch-grad-cam's methods that the benchmark compares: display name to class name.
+_PYTORCH_GRAD_CAM_CLASSES = {
+    "Grad-CAM++": "GradCAMPlusPlus",
+    "Score-CAM": "ScoreCAM",
+    "Layer-CAM": "LayerCAM",
+    "XGrad-CAM": "XGradCAM",
+}
 #: Every method the benchmark knows, by display name.
 METHODS: dict[str, Factory] = {
     "InfoCAM": _infocam,
     "InfoCAM (single fit)": _infocam_single_fit,
     "Grad-CAM": _grad_cam,
-    "Grad-CAM++": _pytorch_grad_cam("GradCAMPlusPlus"),
-    "Score-CAM": _pytorch_grad_cam("ScoreCAM"),
-    "Layer-CAM": _pytorch_grad_cam("LayerCAM"),
-    "XGrad-CAM": _pytorch_grad_cam("XGradCAM"),
+    **{name: _pytorch_grad_cam(cls) for name, cls in _PYTORCH_GRAD_CAM_CLASSES.items()},
     "Centre": _centre,
     "Random": _random,
 }
 #: The methods that come from pytorch-grad-cam (the ``bench`` extra).
-PYTORCH_GRAD_CAM_METHODS = ("Grad-CAM++", "Score-CAM", "Layer-CAM", "XGrad-CAM")
+PYTORCH_GRAD_CAM_METHODS = tuple(_PYTORCH_GRAD_CAM_CLASSES)
 
 
 def check_methods(names: Sequence[str]) -> None:

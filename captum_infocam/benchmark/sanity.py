@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from captum_infocam.benchmark.cli import count, positive
 from captum_infocam.benchmark.items import ShapesItems
-from captum_infocam.benchmark.methods import METHODS
+from captum_infocam.benchmark.methods import METHODS, check_methods
 from captum_infocam.benchmark.zoo import ARCHITECTURES, STAGES, layer_name, load_model
 from captum_infocam.metrics import saliency_maps
 
@@ -61,6 +61,7 @@ def randomised(model: nn.Module, names: list[str], seed: int) -> nn.Module:
 
 def run_sanity(args: argparse.Namespace) -> None:
     try:
+        check_methods(args.methods)
         name = layer_name(args.arch, args.layer)
     except ValueError as error:
         raise SystemExit(str(error)) from None
