@@ -18,6 +18,7 @@ import pytest
 import torch
 import torchvision
 from captum.attr import LayerGradCam
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from captum_infocam import DSIBSettings, InfoCAM
 from captum_infocam.benchmark.__main__ import main
@@ -28,7 +29,9 @@ from captum_infocam.benchmark.run import (
     COLUMN_HELP,
     METRICS,
     add_arguments,
+    draw_figure,
     evaluate,
+    identical_rows,
     infocam_settings,
     legend,
     markdown_table,
@@ -197,7 +200,7 @@ def test_table_marks_the_best_of_each_column_by_its_direction() -> None:
             "grid_pointing_game": [float("nan"), float("nan")],
         }
 
-    table = markdown_table({"a": entry(0.2, 0.9), "b": entry(0.1, 0.8)}).splitlines()
+    table = markdown_table({"a": entry(0.2, 0.9), "b": entry(0.1, 0.8)}, wide=True).splitlines()
     assert "**0.100 ± 0.010**" in table[3] and "**0.900 ± 0.010**" in table[2]
     assert "**0.200" not in table[2] and "**0.800" not in table[3]
     # No method is ahead by more than its error on the other columns: no bold there.
@@ -211,10 +214,74 @@ def test_table_bolds_a_best_only_beyond_the_standard_errors() -> None:
         values = {"seconds": [0.1, 0.0]} | {m.key: [0.5, 0.1] for m in METRICS}
         return values | {"insertion": [insertion, error]}
 
-    close = markdown_table({"a": entry(0.90, 0.02), "b": entry(0.89, 0.005)})
+    close = markdown_table({"a": entry(0.90, 0.02), "b": entry(0.89, 0.005)}, wide=True)
     assert "**" not in close  # 0.01 apart, within a's 0.02
-    clear = markdown_table({"a": entry(0.90, 0.004), "b": entry(0.89, 0.005)})
+    clear = markdown_table({"a": entry(0.90, 0.004), "b": entry(0.89, 0.005)}, wide=True)
     assert "**0.900 ± 0.004**" in clear.splitlines()[2]
+    # The default table marks the same best with a star, and no other cell.
+    assert markdown_table({"a": entry(0.90, 0.02), "b": entry(0.89, 0.005)}).count("*") == 0
+    compact = markdown_table({"a": entry(0.90, 0.004), "b": entry(0.89, 0.005)}).splitlines()
+    assert "| .900* |" in compact[2] and compact[2].count("*") == 1 and "*" not in compact[3]
+
+
+def test_the_default_table_fits_120_columns_and_wide_adds_the_errors() -> None:
+    # The worst case: every default method, a grid split (every column), and one method
+    # the clear best of every column.
+    def entry(value: float) -> dict:
+        return {"seconds": [12.3456, 0.1]} | {
+            m.key: [value if m.higher_is_better else 1 - value, 0.001] for m in METRICS
+        }
+
+    methods = [*DEFAULT_METHODS, "Score-CAM"]
+    summary = {name: entry(0.1 * (1 + position)) for position, name in enumerate(methods)}
+    compact = markdown_table(summary).splitlines()
+    assert max(len(line) for line in compact) <= 120
+    assert compact[-1].count("*") == len(METRICS)  # the last method is best on every column
+    assert "±" not in "".join(compact)
+    wide = markdown_table(summary, wide=True).splitlines()
+    assert all(line.count("±") == len(METRICS) for line in wide[2:])
+    assert max(len(line) for line in wide) > 120
+    assert "--wide" in legend() and "±" in legend(wide=True)
+
+
+def test_identical_rows_are_named_with_the_reason_for_xgrad_cam() -> None:
+    def entry(value: float, seconds: float) -> dict:
+        return {"seconds": [seconds, 0.0]} | {m.key: [value, 0.01] for m in METRICS}
+
+    summary = {
+        "Grad-CAM": entry(0.5, 0.1),
+        "XGrad-CAM": entry(0.5 + 1e-5, 0.3),  # the same as printed, another time
+        "InfoCAM": entry(0.6, 0.2),
+    }
+    (note,) = identical_rows(summary)
+    assert note.startswith("Grad-CAM and XGrad-CAM score the same on every metric: ")
+    assert "global average pooling" in note
+    assert identical_rows(summary | {"XGrad-CAM": entry(0.501, 0.3)}) == []
+    assert identical_rows({"A": entry(0.5, 0.1), "B": entry(0.5, 0.1)}) == [
+        "A and B score the same on every metric"
+    ]
+
+
+def test_progress_moves_within_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import captum_infocam.benchmark.run as run_module
+
+    shown: list[float] = []
+
+    def recording(progress, items: float) -> None:
+        shown.append(items)
+        run_module_advance(progress, items)
+
+    run_module_advance = run_module.advance
+    monkeypatch.setattr(run_module, "advance", recording)
+    model = load_model("resnet")
+    explainers = {"Grad-CAM": METHODS["Grad-CAM"](model, model.layer3)}
+    evaluate(model, ShapesItems("single", 6), explainers, 4, 2, 4, torch.device("cpu"))
+    # Batches of 4 and 2 items: the maps and each of the 7 metric calls move the bar, which
+    # ends each batch on its whole number of items.
+    assert len(shown) == 16
+    assert shown[:8] == pytest.approx([4 * k / 8 for k in range(1, 9)])
+    assert shown[7] == 4 and shown[-1] == 6
+    assert shown == sorted(shown)
 
 
 def _run_command(tmp_path: Path, processes: int) -> list[dict]:
@@ -431,6 +498,25 @@ def test_the_figure_shows_the_maps_that_were_scored(
         scored = [r["energy_pointing_game"] for r in rows]
         assert energy_pointing_game(maps, grid.mask).tolist() == pytest.approx(scored, rel=1e-6)
     assert (tmp_path / "resnet_layer3_figure.png").exists()
+
+
+def test_the_figure_title_fits_a_figure_of_two_methods() -> None:
+    grid = GridItems(1)
+    indices = list(range(4))
+    records = [
+        {"item": key, "method": method, "map": torch.rand(1, 8, 8)}
+        for key in grid.load(indices).keys
+        for method in ("InfoCAM", "Grad-CAM")
+    ]
+    figure = draw_figure(grid, indices, records)
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    title = figure._suptitle.get_window_extent(renderer)
+    frame = figure.bbox
+    assert frame.x0 <= title.x0 and title.x1 <= frame.x1 and title.y1 <= frame.y1
+    assert "the outline is the explained class's object" in " ".join(
+        figure._suptitle.get_text().split()
+    )
 
 
 def test_slow_methods_run_only_when_named(tmp_path: Path, capsys) -> None:

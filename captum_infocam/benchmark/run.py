@@ -14,6 +14,7 @@ import functools
 import json
 import math
 import os
+import textwrap
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence, Union
@@ -59,16 +60,19 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMN_HELP",
     "METRICS",
+    "PROGRESS_FORMAT",
     "add_arguments",
+    "advance",
     "draw_figure",
     "evaluate",
     "figure_items",
     "header",
+    "identical_rows",
     "infocam_settings",
     "legend",
     "mean_and_error",
     "parse_fractions",
-    "score_batch",
+    "scoring_tasks",
     "summarise",
 ]
 
@@ -108,6 +112,10 @@ METRICS = [
     MetricColumn("grid_pointing_game", "GPG", grid_pointing_game),
 ]
 
+#: The progress bars' layout: items done as whole numbers (a bar moves by fractions of a
+#: batch, after its maps and after each metric).
+PROGRESS_FORMAT = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}]"
+
 #: The columns that :func:`~captum_infocam.metrics.confidence_metrics` computes together.
 _CONFIDENCE_KEYS = {
     "average_drop",
@@ -137,7 +145,7 @@ COLUMN_HELP = {
 }
 
 
-def score_batch(
+def scoring_tasks(
     model: nn.Module,
     batch: Batch,
     maps: torch.Tensor,
@@ -145,32 +153,41 @@ def score_batch(
     tolerance: int,
     road_fractions: Sequence[float] = DEFAULT_FRACTIONS,
     metrics: Collection[str] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Every metric of :data:`METRICS` (or those whose keys are in ``metrics``) for one
-    batch of maps, each ``(N,)``; the grid pointing game only for grid items (those with a
+) -> list[Callable[[], dict[str, torch.Tensor]]]:
+    """The metrics of :data:`METRICS` (or those whose keys are in ``metrics``) for one batch
+    of maps, as calls that each return ``{key: (N,)}``: the confidence metrics together, then
+    one call per metric; the grid pointing game only for grid items (those with a
     :attr:`Batch.cell`)."""
     wanted = {m.key for m in METRICS} if metrics is None else set(metrics)
     image, target = batch.image, batch.target
-    values: dict[str, torch.Tensor] = {}
+    tasks: list[Callable[[], dict[str, torch.Tensor]]] = []
     if wanted & _CONFIDENCE_KEYS:
-        values |= confidence_metrics(model, image, maps, target=target)
-    if "insertion" in wanted:
-        values["insertion"] = insertion_auc(model, image, maps, target=target, n_steps=n_steps)
-    if "deletion" in wanted:
-        values["deletion"] = deletion_auc(model, image, maps, target=target, n_steps=n_steps)
-    for key, road in (
-        ("road_most_relevant_first", road_most_relevant_first),
-        ("road_least_relevant_first", road_least_relevant_first),
-    ):
+        keys = wanted & _CONFIDENCE_KEYS
+        tasks.append(
+            lambda: {
+                k: v
+                for k, v in confidence_metrics(model, image, maps, target=target).items()
+                if k in keys
+            }
+        )
+    calls: dict[str, Callable[[], torch.Tensor]] = {
+        "insertion": lambda: insertion_auc(model, image, maps, target=target, n_steps=n_steps),
+        "deletion": lambda: deletion_auc(model, image, maps, target=target, n_steps=n_steps),
+        "road_most_relevant_first": lambda: road_most_relevant_first(
+            model, image, maps, target=target, fractions=road_fractions
+        ),
+        "road_least_relevant_first": lambda: road_least_relevant_first(
+            model, image, maps, target=target, fractions=road_fractions
+        ),
+        "energy_pointing_game": lambda: energy_pointing_game(maps, batch.mask),
+        "pointing_game": lambda: pointing_game(maps, batch.mask, tolerance=tolerance),
+    }
+    if batch.cell is not None:
+        calls["grid_pointing_game"] = lambda: grid_pointing_game(maps, batch.cell)
+    for key, call in calls.items():
         if key in wanted:
-            values[key] = road(model, image, maps, target=target, fractions=road_fractions)
-    if "energy_pointing_game" in wanted:
-        values["energy_pointing_game"] = energy_pointing_game(maps, batch.mask)
-    if "pointing_game" in wanted:
-        values["pointing_game"] = pointing_game(maps, batch.mask, tolerance=tolerance)
-    if batch.cell is not None and "grid_pointing_game" in wanted:
-        values["grid_pointing_game"] = grid_pointing_game(maps, batch.cell)
-    return {key: value for key, value in values.items() if key in wanted}
+            tasks.append(lambda key=key, call=call: {key: call()})
+    return tasks
 
 
 def evaluate(
@@ -188,8 +205,9 @@ def evaluate(
     metrics: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-item records of this process's share of ``items``, one method after another,
-    each with its own progress bar; every metric of :data:`METRICS`, or those whose keys
-    are in ``metrics``. Each method first explains one item untimed (a warm-up), so that
+    each with its own progress bar, which moves after the maps and after each metric of a
+    batch (a batch's items share its steps); every metric of :data:`METRICS`, or those
+    whose keys are in ``metrics``. Each method first explains one item untimed (a warm-up), so that
     ``"seconds"`` is the cost of a call, not of the first call's set-up.
 
     The record of an item whose index is in ``keep`` also holds, under ``"map"``, the
@@ -203,8 +221,10 @@ def evaluate(
             total=sum(len(indices) for indices in mine),
             desc=f"{items.split} · {name}",
             unit="item",
+            bar_format=PROGRESS_FORMAT,
             disable=rank != 0,
         ) as progress:
+            finished = 0
             if mine:
                 # Untimed warm-up on one item: a method's first call pays once for what every
                 # later call reuses (InfoCAM traces the model), which is not its cost per item.
@@ -213,12 +233,17 @@ def evaluate(
                 batch = items.load(indices).to(device)
                 maps, seconds = timed(functools.partial(explain, batch), device)
                 seconds /= len(indices)
-                values = {
-                    k: v.tolist()
-                    for k, v in score_batch(
-                        model, batch, maps, n_steps, tolerance, road_fractions, metrics
-                    ).items()
-                }
+                tasks = scoring_tasks(
+                    model, batch, maps, n_steps, tolerance, road_fractions, metrics
+                )
+                # The bar moves after the maps and after each metric, and ends each batch on
+                # a whole number of items (so that fractions cannot add up past the total).
+                advance(progress, finished + len(indices) / (len(tasks) + 1))
+                values: dict[str, list[float]] = {}
+                for done, task in enumerate(tasks, 2):
+                    values |= {k: v.tolist() for k, v in task().items()}
+                    advance(progress, finished + len(indices) * done / (len(tasks) + 1))
+                finished += len(indices)
                 for row, (index, key) in enumerate(zip(indices, batch.keys, strict=True)):
                     record = {
                         "split": items.split,
@@ -230,8 +255,13 @@ def evaluate(
                     if index in keep:
                         record["map"] = maps[row].detach().cpu()
                     records.append(record)
-                progress.update(len(indices))
     return records
+
+
+def advance(progress: tqdm, items: float) -> None:
+    """Shows ``items`` done on the progress bar."""
+    progress.n = items
+    progress.refresh()
 
 
 def mean_and_error(values: Sequence[float]) -> tuple[float, float]:
@@ -261,11 +291,15 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, li
     return summary
 
 
-def markdown_table(split_summary: dict[str, dict[str, list[float]]]) -> str:
-    """Mean ± standard error per method and metric, without the metrics the split does not
-    score (the grid pointing game outside grids); a column's best value is in bold where
-    it is better than every other method's by more than the larger of the two standard
-    errors."""
+def markdown_table(split_summary: dict[str, dict[str, list[float]]], wide: bool = False) -> str:
+    """One row per method, one column per metric that the split scores (the grid pointing
+    game only on grids).
+
+    By default each cell is the mean to 3 decimals without the leading zero (``.912``),
+    to fit 120 columns, and a column's clear best is marked ``*``; with ``wide``, mean ±
+    standard error, the clear best in bold. A clear best beats every other method by more
+    than the larger of the two standard errors.
+    """
     columns = [
         m for m in METRICS if any(not math.isnan(v[m.key][0]) for v in split_summary.values())
     ]
@@ -283,10 +317,41 @@ def markdown_table(split_summary: dict[str, dict[str, list[float]]]) -> str:
             if math.isnan(mean):
                 cells.append("–")  # not scored for this method
                 continue
-            text = f"{mean:.3f} ± {error:.3f}"
-            cells.append(f"**{text}**" if clear_best[metric.key] == method else text)
+            best = clear_best[metric.key] == method
+            if wide:
+                text = f"{mean:.3f} ± {error:.3f}"
+                cells.append(f"**{text}**" if best else text)
+            else:
+                # Without the leading zero of |mean| < 1, as in journal tables: 12 columns fit.
+                text = f"{mean:.3f}".replace("0.", ".", 1) if abs(mean) < 1 else f"{mean:.3f}"
+                cells.append(f"{text}*" if best else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def identical_rows(split_summary: dict[str, dict[str, list[float]]]) -> list[str]:
+    """A line for each pair of methods whose means agree on every metric to the printed
+    3 decimals, saying why where the reason is known (XGrad-CAM is Grad-CAM behind global
+    average pooling)."""
+    printed = {
+        method: tuple(f"{values[m.key][0]:.3f}" for m in METRICS)
+        for method, values in split_summary.items()
+    }
+    notes = []
+    methods = list(printed)
+    for position, first in enumerate(methods):
+        for second in methods[position + 1 :]:
+            if printed[first] != printed[second]:
+                continue
+            note = f"{first} and {second} score the same on every metric"
+            if {first, second} == {"Grad-CAM", "XGrad-CAM"}:
+                note += (
+                    ": where only global average pooling and a linear layer follow the layer, "
+                    "the gradient is the same at every position and XGrad-CAM's weights "
+                    "equal Grad-CAM's"
+                )
+            notes.append(note)
+    return notes
 
 
 def _clear_best(
@@ -487,18 +552,27 @@ def header(
     return "\n".join(lines)
 
 
-def legend() -> str:
-    """What each column of :func:`markdown_table` means, one line each."""
+def legend(wide: bool = False) -> str:
+    """What each column of :func:`markdown_table` (``wide`` or not) means, one line each."""
     columns = [("s/img", "seconds"), *((m.label, m.key) for m in METRICS)]
     width = max(len(label) for label, _ in columns)
+    summary = (
+        ["mean ± standard error over items; in bold, a", "column's best"]
+        if wide
+        else ["mean over items (--wide adds its standard error);", "*: a column's best"]
+    )
     return "\n".join(
         [
             *(f"{label:<{width}}  {COLUMN_HELP[key]}" for label, key in columns),
-            "↑ higher is better, ↓ lower is better; mean ± standard error over items; in bold, a",
-            "column's best where it beats every other method by more than the standard errors;",
+            f"↑ higher is better, ↓ lower is better; {summary[0]}",
+            f"{summary[1]} where it beats every other method by more than the standard errors;",
             "–: not scored for that method. Definitions: docs/metrics.md",
         ]
     )
+
+
+#: Font size of the figure's title, in points.
+TITLE_POINTS = 9
 
 
 def figure_items(sources: list[Items]) -> tuple[Items, list[int]]:
@@ -526,11 +600,14 @@ def draw_figure(source: Items, indices: list[int], records: list[dict[str, Any]]
     ]
     figure = compare_methods(batch.image, maps, batch.mask, row_titles=titles, use_pyplot=False)
     if len(indices) == source.items_per_image > 1:
-        figure.suptitle(
+        title = (
             "One image, explained once for each of its classes (a row each); "
-            "the outline is the explained class's object",
-            fontsize=9,
+            "the outline is the explained class's object"
         )
+        # Wrapped to the figure's width (about 0.6 em per character): a figure of two
+        # methods is narrower than the sentence.
+        characters = int(figure.get_figwidth() * 72 / (0.6 * TITLE_POINTS))
+        figure.suptitle(textwrap.fill(title, characters), fontsize=TITLE_POINTS)
     return figure
 
 
@@ -593,8 +670,10 @@ def _run(args: argparse.Namespace) -> None:
     for split, split_summary in summary.items():
         count = sum(r["split"] == split for r in records) // len(args.methods)
         print(f"\n### {split} ({count} items)\n")
-        print(markdown_table(split_summary))
-    print(f"\n{legend()}\n")
+        print(markdown_table(split_summary, args.wide))
+        for note in identical_rows(split_summary):
+            print(f"\n{note}.")
+    print(f"\n{legend(args.wide)}\n")
     if not args.no_figure:
         print(f"figure: {args.out / f'{tag}_figure.png'}")
     print(f"per-item results: {args.out / f'{tag}_records.csv'}")
@@ -652,6 +731,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, default=Path("results"), help="folder for the records and the figure"
     )
     parser.add_argument("--no-figure", action="store_true", help="draw no figure")
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="tables with each mean's standard error (wider than 120 columns)",
+    )
     real = parser.add_argument_group("real data (instead of the shapes data set)")
     real.add_argument("--image-folder", type=Path, default=None, help="an ImageFolder root")
     real.add_argument("--boxes", type=Path, default=None, help="JSON boxes file (see items.py)")
