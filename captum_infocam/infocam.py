@@ -398,7 +398,8 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 f"the map is zero everywhere for {int(zero_only.sum())} of {num_examples} "
                 "example(s) (see last_fit.zero_map): the weighted evidence is not positive "
                 "at any position, and the ReLU removes it; relu_attributions=False returns "
-                "the signed map",
+                "the signed map. Captum's visualize_image_attr cannot draw an all-zero map "
+                "(it raises); captum_infocam.visualization.overlay draws it with a note",
                 ZeroMapWarning,
                 stacklevel=caller_stacklevel(),
             )

@@ -50,9 +50,23 @@ class ChannelsFirst:
 
 
 class ChannelsLast:
-    """A ``(B, H, W, C)`` value, as in torchvision's Swin Transformer blocks."""
+    """A ``(B, H, W, C)`` value, as in torchvision's and timm's Swin Transformer stages.
+
+    Hugging Face's Swin passes ``(B, N, C)`` token sequences between its stages (and out
+    of its final ``layernorm``): those need ``TokenGrid(prefix_tokens=0)``.
+    """
 
     def to_maps(self, value: Tensor) -> Tensor:
+        if value.dim() != 4:
+            hint = (
+                ": a (B, N, C) token sequence, as Hugging Face's Swin passes, needs "
+                "reshape_transform=TokenGrid(prefix_tokens=0)"
+                if value.dim() == 3
+                else ""
+            )
+            raise ValueError(
+                f"ChannelsLast expects a (B, H, W, C) value, got shape {tuple(value.shape)}{hint}"
+            )
         return value.permute(0, 3, 1, 2)
 
     def from_maps(self, maps: Tensor, value: Tensor) -> Tensor:

@@ -6,6 +6,7 @@ The source folder is the repository's root, so that the README's links to ``docs
 (``make docs``).
 """
 
+import logging
 import sys
 from pathlib import Path
 
@@ -14,12 +15,25 @@ sys.path.insert(0, str(ROOT))  # document this checkout, not an installed copy
 
 import captum_infocam  # noqa: E402
 
+
+class _WithoutParserConfigs(logging.Filter):
+    """Drops MyST's and MyST-NB's dumps of their whole configuration (about 1,500
+    characters each, at every build)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "ParserConfig(" not in record.getMessage()
+
+
+for _logger in ("sphinx.myst_parser.sphinx_ext.main", "sphinx.myst_nb.sphinx_ext"):
+    logging.getLogger(_logger).addFilter(_WithoutParserConfigs())
+
 project = "captum_infocam"
 release = version = captum_infocam.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax served from _static: the formulas render offline
     "sphinx.ext.viewcode",
     "myst_nb",
 ]

@@ -19,6 +19,7 @@ from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.sanity import rank_correlation
 from captum_infocam.benchmark.zoo import LAYERS, load_model
 from captum_infocam.metrics import saliency_maps
+from captum_infocam.visualization import overlay
 from tests.conftest import LinearHead, SmallCNN, coloured_squares, trained_copy
 
 FIT = DSIBSettings(n_samples=4, steps=5, lr=1.0)
@@ -520,6 +521,13 @@ def test_a_zero_map_of_a_fit_that_did_not_collapse_is_warned_about() -> None:
     assert not attr.any() and cam.last_fit.zero_map.all() and not cam.last_fit.collapsed.any()
     signed = cam.attribute(x, target=0, relu_attributions=False)
     assert (signed < 0).all()
+    # What the warning says of the drawing functions holds.
+    image = torch.rand(6, 6, 3).numpy()
+    with pytest.raises(AssertionError, match="Cannot normalize by scale factor = 0"):
+        viz.visualize_image_attr(
+            attr[0].permute(1, 2, 0).numpy(), image, "blended_heat_map", use_pyplot=False
+        )
+    assert overlay(attr[0], image).shape == (6, 6, 3)
 
 
 def test_settings_fill_their_defaults_from_the_contrast_and_the_steps() -> None:

@@ -206,3 +206,17 @@ def test_noise_tunnel_averages_infocam_over_noisy_copies(
     each = cam.attribute(copies, target=torch.tensor([0, 1, 2]).repeat_interleave(3))
     torch.testing.assert_close(smooth, each.view(3, 3, 1, 16, 16).mean(1))
     assert not torch.allclose(smooth, cam.attribute(images, target=[0, 1, 2]))
+
+
+def test_channels_last_on_hugging_face_swin_tokens_names_token_grid() -> None:
+    model, layer, _, input_side, _ = _hf_swin()
+    cam = InfoCAM(model, layer, reshape_transform=ChannelsLast())
+    message = (
+        r"ChannelsLast expects a \(B, H, W, C\) value, got shape \(1, 16, \d+\): a \(B, N, C\) "
+        r"token sequence, as Hugging Face's Swin passes, needs "
+        r"reshape_transform=TokenGrid\(prefix_tokens=0\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        cam.attribute(torch.randn(1, 3, input_side, input_side), target=0)
+    with pytest.raises(ValueError, match=r"\(B, H, W, C\) value, got shape \(2, 5\)$"):
+        ChannelsLast().to_maps(torch.zeros(2, 5))

@@ -672,7 +672,7 @@ def _run(args: argparse.Namespace) -> None:
         print(f"\n### {split} ({count} items)\n")
         print(markdown_table(split_summary, args.wide))
         for note in identical_rows(split_summary):
-            print(f"\n{note}.")
+            print("\n" + textwrap.fill(f"{note}.", 100))
     print(f"\n{legend(args.wide)}\n")
     if not args.no_figure:
         print(f"figure: {args.out / f'{tag}_figure.png'}")
