@@ -44,6 +44,7 @@ def _timm_and_hugging_face(names: dict) -> None:
     assert _is_map(names["vit_map"], (2, 1, 8, 8))  # 64 px / 8 px patches
     assert _is_map(names["swin_map"], (2, 1, 2, 2))
     assert _is_map(names["hf_map"], (2, 1, 8, 8))
+    assert _is_map(names["hf_swin_map"], (2, 1, 8, 8))  # 64 px / 4 px patches / 2 (one merge)
 
 
 def _shipped_networks(names: dict) -> None:

@@ -12,8 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "tutorials").glob("*.ipynb"))
-#: What a stored notebook may weigh: small PNGs (``make notebooks``, 72 dpi).
-MAX_BYTES = 320_000
+#: What a stored notebook may weigh: its PNGs at :data:`MIN_DPI` (``make notebooks``).
+MAX_BYTES = 700_000
+#: The resolution of every stored figure: labels stay legible on GitHub and in the docs.
+MIN_DPI = 100
 #: Calls that write files; a tutorial writes none into the working directory.
 WRITES = re.compile(r"savefig\(|imsave\(|\.write_(text|bytes)\(|open\(|torch\.save\(")
 
@@ -62,6 +64,34 @@ def test_each_warning_a_reader_meets_is_explained(path: Path) -> None:
 def test_no_tutorial_writes_files(path: Path) -> None:
     for cell in _cells(path, "code"):
         assert not WRITES.search(_text(cell)), _text(cell)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_stored_figure_has_at_least_100_dpi(path: Path) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    figures = [
+        output["data"]["image/png"]
+        for cell in _cells(path, "code")
+        for output in cell["outputs"]
+        if "image/png" in output.get("data", {})
+    ]
+    for png in figures:
+        image = Image.open(io.BytesIO(base64.b64decode(png)))
+        horizontal, vertical = image.info["dpi"]  # matplotlib writes the figure's dpi
+        assert min(horizontal, vertical) >= MIN_DPI - 0.5, (path.name, image.info["dpi"])
+
+
+def test_the_quickstart_figure_shows_grad_cam_beside_infocam() -> None:
+    (cell,) = [
+        c
+        for c in _cells(ROOT / "tutorials" / "01_quickstart.ipynb", "code")
+        if "readme-figure" in c["metadata"].get("tags", [])
+    ]
+    assert '"Grad-CAM (Captum)": grad_cam' in _text(cell) and "LayerGradCam" in _text(cell)
 
 
 def test_the_readme_figure_is_the_quickstart_tutorials_stored_figure() -> None:
