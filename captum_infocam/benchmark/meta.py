@@ -121,26 +121,24 @@ def adversarial_maps(batch: Batch, best: Tensor, random: Tensor) -> dict[str, Te
 
 
 def _metrics(model: Callable[..., Tensor], image: Tensor, maps: dict[str, Tensor], target: Tensor):
-    """Each confidence metric on every map: ``{metric: (len(ORDER), N)}`` in one call."""
-    count = len(ORDER)
-    values = confidence_metrics(
-        model,
-        image.repeat(count, 1, 1, 1),
-        torch.cat([_resized(maps[name], image) for name in ORDER]),
-        target=target.repeat(count),
-        max_examples_per_batch=512,
-    )
-    return {key: values[key].view(count, len(image)) for key in CONFIDENCE_KEYS}
-
-
-def _resized(maps: Tensor, image: Tensor) -> Tensor:
-    """Maps at the image's size, upsampled exactly as the metrics would (bilinear), so that
-    maps of different sizes share one call."""
-    if maps.shape[-2:] == image.shape[-2:]:
-        return maps
-    return nn.functional.interpolate(
-        maps, size=image.shape[-2:], mode="bilinear", align_corners=False
-    )
+    """Each confidence metric on every map: ``{metric: (len(ORDER), N)}``, in one call per
+    map size (maps are normalised at their own resolution, so only maps of one size can
+    share a call)."""
+    rows: dict[str, dict[str, Tensor]] = {}
+    for size in dict.fromkeys(tuple(maps[name].shape[-2:]) for name in ORDER):
+        names = [name for name in ORDER if tuple(maps[name].shape[-2:]) == size]
+        values = confidence_metrics(
+            model,
+            image.repeat(len(names), 1, 1, 1),
+            torch.cat([maps[name] for name in names]),
+            target=target.repeat(len(names)),
+            max_examples_per_batch=512,
+        )
+        for position, name in enumerate(names):
+            rows[name] = {
+                key: values[key].view(len(names), len(image))[position] for key in CONFIDENCE_KEYS
+            }
+    return {key: torch.stack([rows[name][key] for name in ORDER]) for key in CONFIDENCE_KEYS}
 
 
 def meta_evaluate(

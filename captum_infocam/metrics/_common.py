@@ -7,6 +7,7 @@ is read back to the host.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from captum_infocam._targets import check_target, select, target_index
 from captum_infocam._validation import check_choice, check_int, format_inputs
+from captum_infocam._warnings import caller_stacklevel
 from captum_infocam.outputs import output_scores
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "check_probabilities",
     "higher_is_better",
     "image_input",
+    "metric_maps",
+    "removal_ranks",
     "saliency_maps",
     "upsampled_maps",
 ]
@@ -59,14 +63,10 @@ def image_input(inputs: Union[Tensor, tuple[Tensor, ...]]) -> Tensor:
     return formatted[0]
 
 
-def upsampled_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
-    """Turns attributions into maps ``(N, H, W)`` of the input size, not normalised.
-
-    ``(N, C, h, w)`` attributions are stripped of NaN and infinite values (set to
-    0, before upsampling, so that a bad cell does not spread to its neighbours),
-    summed over channels (``(N, h, w)`` taken as is) and upsampled bilinearly to
-    ``size`` if needed: :func:`saliency_maps` without its normalisation.
-    """
+def _channel_sums(attributions: Tensor, num_examples: int) -> Tensor:
+    """Checks ``attributions`` and returns them summed over channels, ``(N, 1, h, w)``, with
+    NaN and infinite values set to 0 (before any resizing, so that a bad cell does not
+    spread to its neighbours)."""
     if not isinstance(attributions, Tensor):
         raise TypeError(f"attributions must be a tensor, got {type(attributions).__name__}")
     if attributions.dim() == 3:
@@ -78,22 +78,37 @@ def upsampled_maps(attributions: Tensor, size: tuple[int, int], num_examples: in
         )
     if not attributions.is_floating_point():
         attributions = attributions.float()
-    maps = attributions.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).sum(1, keepdim=True)
+    return attributions.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).sum(1, keepdim=True)
+
+
+def _resized(maps: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(maps.shape[-2:]) != tuple(size):
         maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
     return maps[:, 0]
+
+
+def upsampled_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
+    """Turns attributions into maps ``(N, H, W)`` of the input size, not normalised.
+
+    ``(N, C, h, w)`` attributions are stripped of NaN and infinite values (set to
+    0, before upsampling, so that a bad cell does not spread to its neighbours),
+    summed over channels (``(N, h, w)`` taken as is) and upsampled bilinearly to
+    ``size`` if needed: :func:`saliency_maps` without its normalisation.
+    """
+    return _resized(_channel_sums(attributions, num_examples), size)
 
 
 def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int) -> Tensor:
     r"""The maps as every metric of :mod:`captum_infocam.metrics` sees them.
 
     Attributions ``(N, C, h, w)`` are summed over channels (``(N, h, w)`` are
-    taken as one channel), stripped of NaN and infinite values (set to 0, before
-    upsampling, so that a bad cell does not spread to its neighbours), upsampled
-    bilinearly to ``size`` if they have another size (``align_corners=False``),
-    and min-max normalised per example to :math:`[0, 1]`. A constant map becomes
-    all zeros. Any method's maps work: layer-sized CAMs and input-sized saliency
-    alike.
+    taken as one channel), stripped of NaN and infinite values (set to 0), min-max
+    normalised per example to :math:`[0, 1]` at their own resolution, then
+    upsampled bilinearly to ``size`` if they have another size
+    (``align_corners=False``), as pytorch-grad-cam and torchcam do. A constant map
+    becomes all zeros, at any resolution. Any method's maps work: layer-sized CAMs
+    and input-sized saliency alike. The metrics themselves refuse non-finite
+    attributions (:func:`metric_maps`).
 
     Args:
         attributions (Tensor): maps ``(N, C, h, w)`` or ``(N, h, w)``, e.g. the
@@ -122,10 +137,59 @@ def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int
         >>> cam = InfoCAM(model, model.layer4)
         >>> maps = saliency_maps(cam.attribute(x, target=y), x.shape[-2:], len(x))
     """
-    maps = upsampled_maps(attributions, size, num_examples)
-    low = maps.amin((1, 2), keepdim=True)
-    span = maps.amax((1, 2), keepdim=True) - low
-    return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
+    maps = _channel_sums(attributions, num_examples)
+    low = maps.amin((2, 3), keepdim=True)
+    span = maps.amax((2, 3), keepdim=True) - low
+    tiny = torch.finfo(maps.dtype).tiny
+    normalised = torch.where(span > 0, (maps - low) / span.clamp_min(tiny), 0.0)
+    return _resized(normalised, size)
+
+
+def metric_maps(
+    attributions: Tensor,
+    size: tuple[int, int],
+    num_examples: int,
+    device: Optional[torch.device],
+    normalize: bool = True,
+) -> Tensor:
+    """The maps a metric scores: :func:`saliency_maps` (or, without ``normalize``,
+    :func:`upsampled_maps`) of ``attributions`` moved to ``device``, after refusing
+    attributions with NaN or infinite values (one host synchronisation).
+
+    Raises:
+        ValueError: naming the examples whose attributions are not finite.
+    """
+    if isinstance(attributions, Tensor):
+        attributions = attributions.to(device)
+        if attributions.is_floating_point():
+            bad = ~torch.isfinite(attributions).flatten(1).all(1)
+            if bool(bad.any()):
+                examples = bad.nonzero().flatten().tolist()
+                raise ValueError(
+                    f"attributions hold NaN or infinite values for example(s) {examples[:10]}"
+                    f"{' ...' if len(examples) > 10 else ''}: a metric cannot rank or weigh "
+                    "them; fix the method, or replace them on purpose (e.g. "
+                    "attributions.nan_to_num(0.0))"
+                )
+    return (saliency_maps if normalize else upsampled_maps)(attributions, size, num_examples)
+
+
+def removal_ranks(maps: Tensor, most_relevant_first: bool, seed: int) -> Tensor:
+    """The step at which each pixel of ``maps`` ``(N, P)`` is removed or inserted: its rank
+    ``(N, P)``, 0 first, most (or least) relevant first.
+
+    Ties are broken in a random order of the positions, drawn from ``seed`` and the same
+    for every image (so that a batch scores as its images one by one): a constant map or
+    the zeros of a ReLU'd CAM are removed in no spatial order, and no position (the top of
+    the image, say) is favoured, as the reading order of a stable sort would.
+    """
+    positions = maps.shape[1]
+    generator = torch.Generator(device=maps.device).manual_seed(seed)
+    shuffle = torch.randperm(positions, generator=generator, device=maps.device)
+    shuffled = maps[:, shuffle]
+    order = shuffle[shuffled.argsort(dim=1, descending=most_relevant_first, stable=True)]
+    steps = torch.arange(positions, device=maps.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, steps)
 
 
 def check_probabilities(scores: Tensor, metric: str) -> None:
@@ -150,6 +214,25 @@ def _resolve_score_fn(score_fn: Union[str, ScoreFunction]) -> ScoreFunction:
         return score_fn
     check_choice("score_fn", score_fn, SCORE_FUNCTIONS, alternatives="a callable")
     return SCORE_FUNCTIONS[score_fn]
+
+
+def _warn_if_probabilities(output: Tensor) -> None:
+    """Warns when a model's outputs already look like softmax probabilities (one host
+    synchronisation, on the first batch of a metric's call): ``score_fn="softmax"`` would
+    apply a second softmax and squash every score towards ``1 / classes``."""
+    if output.dim() != 2 or output.shape[1] < 2 or not output.is_floating_point():
+        return
+    rows = output.detach()
+    inside = (rows >= 0).all() & (rows <= 1).all()
+    summing_to_one = (rows.sum(1) - 1).abs().amax() < 1e-3
+    if bool(inside & summing_to_one):
+        warnings.warn(
+            "forward_func's outputs already look like probabilities (each row in [0, 1], "
+            "summing to 1): score_fn='softmax' would apply a second softmax; pass "
+            "score_fn='identity' to score them as they are",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
 
 
 class TargetScorer:
@@ -186,6 +269,7 @@ class TargetScorer:
         self.num_examples = num_examples
         self.chunk = max_examples_per_batch or num_examples
         self.score_fn = _resolve_score_fn(score_fn)
+        self._check_softmax = score_fn == "softmax"
         self.additional_forward_args = _format_additional_forward_args(additional_forward_args)
         self._target = target
         self._index: Optional[Tensor] = None
@@ -197,7 +281,11 @@ class TargetScorer:
             else arg
             for arg in self.additional_forward_args or ()
         )
-        scores = self.score_fn(output_scores(self.forward_func(batch, *extra)))
+        output = output_scores(self.forward_func(batch, *extra))
+        if self._check_softmax:
+            self._check_softmax = False
+            _warn_if_probabilities(output)
+        scores = self.score_fn(output)
         if self._index is None:
             self._index = target_index(self._target, self.num_examples, scores.shape, scores.device)
         return select(scores, self._index[examples])

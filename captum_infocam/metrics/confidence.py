@@ -50,7 +50,7 @@ from captum_infocam.metrics._common import (
     check_probabilities,
     higher_is_better,
     image_input,
-    saliency_maps,
+    metric_maps,
 )
 
 __all__ = [
@@ -174,7 +174,7 @@ def confidence_scores(
     check_real("noise_scale", noise_scale, 0.0)
     check_int("seed", seed, 0)
     num_examples, channels, height, width = x.shape
-    maps = saliency_maps(attributions, (height, width), num_examples)
+    maps = metric_maps(attributions, (height, width), num_examples, x.device)
     scorer = TargetScorer(
         forward_func, x, target, additional_forward_args, score_fn, max_examples_per_batch
     )
@@ -203,7 +203,8 @@ def confidence_scores(
             weight = torch.where(
                 in_budget[:, None, None], kept.clamp(0, 1).view_as(weight).to(weight), weight
             )
-        batch = weight[:, None] * x[example]
+        # In the images' dtype: a float64 map must not turn a float32 model's input into float64.
+        batch = weight[:, None].to(x.dtype if x.is_floating_point() else weight.dtype) * x[example]
         if noise_copies:
             copy = (slot - first_copy).clamp(0, noise_copies - 1)
             noisy = (slot >= first_copy).to(scale) * scale[example]

@@ -11,9 +11,12 @@ the mask (bilinear).
   (``normalization="minmax"`` uses the min-max normalised map instead). A
   constant or all-zero map spreads its energy evenly and scores the object's
   share of the image.
-* Pointing game (Zhang et al., 2016): 1 if a maximum of the map lies within
-  ``tolerance`` pixels (Euclidean) of the object, else 0. Ties count as a hit if
-  any maximum is within the tolerance; a constant map points nowhere and scores 0.
+* Pointing game (Zhang et al., 2016): 1 if the map's maximum lies within
+  ``tolerance`` pixels (Euclidean) of the object, else 0; by default 15 px at
+  224 px (Zhang et al.'s ImageNet setting), scaled with the image's shorter side.
+  Where several pixels share the maximum (a plateau), the score is the share of
+  them within reach, so that a map that is flat near its top cannot win by
+  covering everything; a constant map points nowhere and scores 0.
 * Grid pointing game (Böhle et al., B-cos networks, 2022): on a grid of images
   of different classes, explained for the class of one cell, the share of the
   map's *positive* attribution inside that cell,
@@ -35,9 +38,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from captum_infocam._validation import check_choice, check_int
-from captum_infocam.metrics._common import higher_is_better, saliency_maps, upsampled_maps
+from captum_infocam.metrics._common import higher_is_better, metric_maps
 
-__all__ = ["boxes_to_mask", "energy_pointing_game", "grid_pointing_game", "pointing_game"]
+__all__ = [
+    "TOLERANCE_AT_224",
+    "boxes_to_mask",
+    "default_tolerance",
+    "energy_pointing_game",
+    "grid_pointing_game",
+    "pointing_game",
+]
 
 Boxes = Union[Tensor, Sequence[Tensor]]
 
@@ -101,8 +111,14 @@ def _maps_and_object(
 ) -> tuple[Tensor, Tensor]:
     """Normalised maps ``(N, H, W)`` at the object's resolution, and the object ``(N, H, W)``."""
     region = _object_mask(mask, boxes, image_size)
-    maps = saliency_maps(attributions, tuple(region.shape[-2:]), len(region))
+    maps = metric_maps(attributions, tuple(region.shape[-2:]), len(region), _device(attributions))
     return maps, region.to(maps.device)
+
+
+def _device(attributions: Tensor) -> torch.device | None:
+    """Where the localisation metrics work: the attributions' device (``None`` for what is
+    not a tensor, refused by :func:`metric_maps` with a clear message)."""
+    return attributions.device if isinstance(attributions, Tensor) else None
 
 
 def _nan_where_empty(values: Tensor, region: Tensor) -> Tensor:
@@ -147,13 +163,25 @@ def energy_pointing_game(
         maps, region = _maps_and_object(attributions, mask, boxes, image_size)
     else:
         region = _object_mask(mask, boxes, image_size)
-        maps = upsampled_maps(attributions, tuple(region.shape[-2:]), len(region)).clamp_min(0)
+        maps = metric_maps(
+            attributions, tuple(region.shape[-2:]), len(region), _device(attributions), False
+        ).clamp_min(0)
         region = region.to(maps.device)
     total = maps.sum((1, 2))
     inside = (maps * region).sum((1, 2))
     uniform = region.to(maps.dtype).mean((1, 2))
     share = torch.where(total > 0, inside / total.clamp_min(torch.finfo(total.dtype).tiny), uniform)
     return _nan_where_empty(share, region)
+
+
+#: The pointing game's tolerance at 224 px (Zhang et al., 2016); other sizes scale it.
+TOLERANCE_AT_224 = 15
+
+
+def default_tolerance(image_size: Sequence[int]) -> int:
+    """The pointing game's default tolerance for images of ``(H, W)``: 15 px at 224 px,
+    scaled with the shorter side (4 px at 64 px)."""
+    return round(TOLERANCE_AT_224 * min(image_size) / 224)
 
 
 @higher_is_better(True)
@@ -163,23 +191,31 @@ def pointing_game(
     *,
     boxes: Optional[Boxes] = None,
     image_size: Optional[tuple[int, int]] = None,
-    tolerance: int = 15,
+    tolerance: Optional[int] = None,
 ) -> Tensor:
-    """1 where a maximum of the map lies within ``tolerance`` pixels of the object.
+    """Whether the map's maximum lies within ``tolerance`` pixels of the object.
+
+    A single maximum scores 1 (a hit) or 0; a plateau of tied maxima scores the share of
+    its pixels within reach, so a map that is flat at its top scores what a random pick
+    among its maxima would.
 
     Args:
         attributions (Tensor): maps ``(N, 1, h, w)``, ``(N, C, h, w)`` or ``(N, h, w)``.
         mask (Tensor, optional): object mask ``(N, H, W)``.
         boxes (Tensor or sequence of Tensor, optional): instead of ``mask``.
         image_size (tuple[int, int], optional): ``(H, W)``, needed with ``boxes``.
-        tolerance (int, optional): radius in pixels. Default: 15
+        tolerance (int, optional): radius in pixels. Default: 15 px at 224 px, scaled
+            with the mask's shorter side (:func:`default_tolerance`)
 
     Returns:
-        Tensor ``(N,)`` of 0/1 on the attributions' device; NaN where the object
-        is empty.
+        Tensor ``(N,)`` in ``[0, 1]`` on the attributions' device; NaN where the
+        object is empty.
     """
-    check_int("tolerance", tolerance, 0)
+    if tolerance is not None:
+        check_int("tolerance", tolerance, 0)
     maps, region = _maps_and_object(attributions, mask, boxes, image_size)
+    if tolerance is None:
+        tolerance = default_tolerance(maps.shape[-2:])
     peak = maps.amax((1, 2), keepdim=True)
     maxima = (maps == peak) & (peak > 0)  # a constant map normalises to zeros: no maximum
     reach = region
@@ -190,8 +226,10 @@ def pointing_game(
         )
         near = F.conv2d(region[:, None].to(maps.dtype), disk[None, None], padding=tolerance)
         reach = near[:, 0] > 0.5
-    hit = (maxima & reach).flatten(1).any(1).to(maps.dtype)
-    return _nan_where_empty(hit, region)
+    count = maxima.flatten(1).sum(1)
+    hits = (maxima & reach).flatten(1).sum(1)
+    share = hits.to(maps.dtype) / count.clamp_min(1).to(maps.dtype)
+    return _nan_where_empty(share, region)
 
 
 @higher_is_better(True)

@@ -1,10 +1,12 @@
 r"""Insertion and deletion (Petsiuk et al., RISE, 2018).
 
-Pixels are ranked by the saliency map (upsampled to the image, ties broken by
-position). Deletion replaces the most salient pixels first with a substrate
-(zeros by default) and records the target's score after each of ``n_steps``
-equal steps; insertion starts from the substrate (by default RISE's blurred copy
-of the image, see :func:`rise_blur`) and restores the most salient pixels first.
+Pixels are ranked by the saliency map (upsampled to the image; ties broken in a
+seeded random order of the positions, the same for every image, so that no part
+of the image goes first where a map is flat). Deletion replaces the most salient
+pixels first with a substrate (zeros by default) and records the target's score
+after each of ``n_steps`` equal steps; insertion starts from the substrate (by
+default RISE's blurred copy of the image, see :func:`rise_blur`) and restores the
+most salient pixels first.
 The metric is the area under that curve against the fraction of pixels changed,
 by the trapezoid rule on :math:`[0, 1]`. With probability scores
 both lie in :math:`[0, 1]`; higher insertion and lower deletion are better.
@@ -28,7 +30,8 @@ from captum_infocam.metrics._common import (
     TargetScorer,
     higher_is_better,
     image_input,
-    saliency_maps,
+    metric_maps,
+    removal_ranks,
 )
 
 __all__ = ["SUBSTRATES", "deletion_auc", "insertion_auc", "rise_blur", "rise_kernel"]
@@ -109,22 +112,21 @@ def _curve(
     substrate: Substrate,
     score_fn: Union[str, ScoreFunction],
     max_examples_per_batch: Optional[int],
+    seed: int,
     insert: bool,
 ) -> tuple[Tensor, Tensor]:
     """Returns ``(auc (N,), curve (N, n_steps + 1))``."""
     check_int("n_steps", n_steps, 1)
+    check_int("seed", seed, 0)
     x = image_input(inputs)
     num_examples, height, width = len(x), x.shape[-2], x.shape[-1]
     pixels = height * width
-    maps = saliency_maps(attributions, (height, width), num_examples).flatten(1)
+    maps = metric_maps(attributions, (height, width), num_examples, x.device).flatten(1)
     base = _substrate(substrate, x)
     scorer = TargetScorer(
         forward_func, x, target, additional_forward_args, score_fn, max_examples_per_batch
     )
-    order = torch.argsort(maps, dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(
-        1, order, torch.arange(pixels, device=x.device).expand_as(order)
-    )
+    rank = removal_ranks(maps, True, seed)
     counts = torch.tensor(
         [round(step * pixels / n_steps) for step in range(n_steps + 1)], device=x.device
     )
@@ -165,6 +167,8 @@ _ARGS_DOC = """
             Default: ``N``
         return_curve (bool, optional): also return the curve ``(N, n_steps + 1)``.
             Default: False
+        seed (int, optional): seed of the order in which tied pixels are changed.
+            Default: 0
 
     Returns:
         Tensor ``(N,)`` (and the curve) on the inputs' device.
@@ -183,6 +187,7 @@ def insertion_auc(
     score_fn: Union[str, ScoreFunction] = "softmax",
     max_examples_per_batch: Optional[int] = None,
     return_curve: bool = False,
+    seed: int = 0,
 ) -> Union[Tensor, tuple[Tensor, Tensor]]:
     auc, curve = _curve(
         forward_func,
@@ -194,6 +199,7 @@ def insertion_auc(
         substrate,
         score_fn,
         max_examples_per_batch,
+        seed,
         insert=True,
     )
     return (auc, curve) if return_curve else auc
@@ -211,6 +217,7 @@ def deletion_auc(
     score_fn: Union[str, ScoreFunction] = "softmax",
     max_examples_per_batch: Optional[int] = None,
     return_curve: bool = False,
+    seed: int = 0,
 ) -> Union[Tensor, tuple[Tensor, Tensor]]:
     auc, curve = _curve(
         forward_func,
@@ -222,6 +229,7 @@ def deletion_auc(
         substrate,
         score_fn,
         max_examples_per_batch,
+        seed,
         insert=False,
     )
     return (auc, curve) if return_curve else auc
