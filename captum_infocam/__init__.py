@@ -2,7 +2,13 @@
 
 from captum_infocam.dsib import DSIBFit, DSIBSettings
 from captum_infocam.guided import GuidedInfoCAM
-from captum_infocam.infocam import CollapsedFitWarning, InfoCAM, TrainModeWarning, ZeroMapWarning
+from captum_infocam.infocam import (
+    CollapsedFitWarning,
+    InfoCAM,
+    NoSpatialMapWarning,
+    TrainModeWarning,
+    ZeroMapWarning,
+)
 from captum_infocam.layouts import ChannelsFirst, ChannelsLast, TokenGrid
 from captum_infocam.prior import PriorStatistics
 from captum_infocam.wrappers import DetectionBoxScore, SegmentationRegion
@@ -16,6 +22,7 @@ __all__ = [
     "DetectionBoxScore",
     "GuidedInfoCAM",
     "InfoCAM",
+    "NoSpatialMapWarning",
     "PriorStatistics",
     "SegmentationRegion",
     "TokenGrid",

@@ -50,7 +50,13 @@ from captum_infocam.layouts import ChannelsFirst, LayerLayout
 from captum_infocam.likelihood import check_output, choose_likelihood, resolve_likelihood
 from captum_infocam.prior import PriorStatistics, PriorType, RunningMoments, prior_moments
 
-__all__ = ["CollapsedFitWarning", "InfoCAM", "TrainModeWarning", "ZeroMapWarning"]
+__all__ = [
+    "CollapsedFitWarning",
+    "InfoCAM",
+    "NoSpatialMapWarning",
+    "TrainModeWarning",
+    "ZeroMapWarning",
+]
 
 #: The prior used when neither ``prior`` nor :meth:`InfoCAM.fit_statistics` gives one.
 DEFAULT_PRIOR = "zero"
@@ -67,6 +73,11 @@ class ZeroMapWarning(UserWarning):
     """A map came back zero everywhere although its fit did not collapse: the weighted
     evidence is negative or zero at every position, and the ReLU removes it. See
     :attr:`DSIBFit.zero_map`; ``relu_attributions=False`` returns the signed map."""
+
+
+class NoSpatialMapWarning(UserWarning):
+    """The explained layer's maps are ``1 x 1`` (a pooled or linear layer) while the inputs
+    are images: the map is one number per example. Explain a stage before the pooling."""
 
 
 class TrainModeWarning(UserWarning):
@@ -332,6 +343,17 @@ class InfoCAM(LayerAttribution, GradientAttribution):
                 raise ValueError(
                     f"the layer's value has shape {tuple(suffix.value.shape)}; InfoCAM needs "
                     "(N, C, H, W) maps: pass reshape_transform (see captum_infocam.layouts)"
+                )
+            images = [x for x in inputs if x.dim() == 4 and x.shape[-2] * x.shape[-1] > 1]
+            if maps.shape[2:] == (1, 1) and images:
+                warnings.warn(
+                    f"the layer's value has shape {tuple(suffix.value.shape)}: no spatial "
+                    f"extent, while the inputs are {tuple(images[0].shape[-2:])} images, so "
+                    "the map is one number per example (as LayerGradCam's would be); to see "
+                    "where the evidence lies, explain a stage before the global pooling "
+                    "(e.g. model.layer4 of a ResNet)",
+                    NoSpatialMapWarning,
+                    stacklevel=caller_stacklevel(),
                 )
             fit_dtype = torch.promote_types(maps.dtype, torch.float32)
             activations = maps.to(fit_dtype)

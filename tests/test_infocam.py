@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import FrozenInstanceError, replace
 
 import matplotlib.pyplot as plt
@@ -14,7 +15,13 @@ from captum.attr import visualization as viz
 from captum.metrics import sensitivity_max
 from torch import Tensor, nn
 
-from captum_infocam import CollapsedFitWarning, DSIBSettings, InfoCAM, ZeroMapWarning
+from captum_infocam import (
+    CollapsedFitWarning,
+    DSIBSettings,
+    InfoCAM,
+    NoSpatialMapWarning,
+    ZeroMapWarning,
+)
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.sanity import rank_correlation
 from captum_infocam.benchmark.zoo import LAYERS, load_model
@@ -688,3 +695,25 @@ def test_autocast_dtype_rounds_only_the_fit() -> None:
         saliency_maps(rounded, (64, 64), len(full)).flatten(1),
     )
     assert float(correlation.nanmean()) > AUTOCAST_MAP_CORRELATION
+
+
+def test_a_layer_without_spatial_extent_on_images_is_warned_about() -> None:
+    model = load_model("resnet")
+    x = ShapesItems("single", 2).load(range(2)).image
+    with pytest.warns(
+        NoSpatialMapWarning, match=r"no spatial extent, while the inputs are \(64, 64\) images"
+    ) as caught:
+        attr = InfoCAM(model, model.get_submodule(_pooling(model))).attribute(x, target=[0, 1])
+    assert attr.shape == (2, 1, 1, 1)
+    assert caught[0].filename == __file__
+    # A vector layer of a model whose inputs are not images: nothing to warn about.
+    model = LinearHead(torch.tensor([[1.0, -1.0], [0.5, 0.5]])).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoSpatialMapWarning)
+        InfoCAM(model, model.layer).attribute(torch.ones(3, 2, 1, 1), target=0)
+
+
+def _pooling(model: nn.Module) -> str:
+    """The name of the global pooling module of a shipped network."""
+    (name,) = [n for n, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    return name
