@@ -847,11 +847,17 @@ def test_every_command_and_option_explains_itself(capsys) -> None:
         (["--images", "-1"], "argument --images: must be >= 0, got -1"),
         (["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
         (["--pairs", "two"], "argument --pairs: must be an integer, got 'two'"),
+        (
+            ["train", "--arch", "vit", "--lr", "-1"],
+            "argument --lr: must be > 0 and finite, got -1.0",
+        ),
+        (["train", "--arch", "vit", "--lr", "fast"], "argument --lr: must be a number, got 'fast'"),
     ],
 )
 def test_bad_counts_are_one_line_errors(arguments: list[str], message: str, capsys) -> None:
+    command = [] if arguments[0] == "train" else ["run"]
     with pytest.raises(SystemExit):
-        main(["run", *arguments])
+        main([*command, *arguments])
     assert message in capsys.readouterr().err
 
 

@@ -41,7 +41,9 @@ _VGG12 = pytest.mark.xfail(strict=True, reason="a random classifier fools Grad-C
 
 
 @pytest.mark.parametrize("role", ["last", "middle"])
-@pytest.mark.parametrize("arch", ["resnet", "vgg", "resnet18", pytest.param("vgg12", marks=_VGG12)])
+@pytest.mark.parametrize(
+    "arch", ["resnet", "vgg", "resnet18", pytest.param("vgg12", marks=_VGG12), "vit"]
+)
 def test_randomising_the_classifier_changes_the_map(arch: str, role: str) -> None:
     # Adebayo et al. (2018): a map that survives a random classifier explains the input only.
     assert _spearman_after_randomising_the_classifier(arch, role) < 0.4

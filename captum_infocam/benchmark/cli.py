@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_item_counts", "count", "positive"]
+__all__ = ["add_item_counts", "count", "positive", "rate"]
 
 
 def _integer(text: str, minimum: int) -> int:
@@ -26,6 +26,17 @@ def count(text: str) -> int:
 def positive(text: str) -> int:
     """An argparse type: an integer >= 1 (a batch size, a number of steps or epochs)."""
     return _integer(text, 1)
+
+
+def rate(text: str) -> float:
+    """An argparse type: a finite number > 0 (a learning rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {value}")
+    return value
 
 
 def add_item_counts(parser: argparse.ArgumentParser, images: int, pairs: int, grids: int) -> None:

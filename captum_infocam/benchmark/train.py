@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from captum_infocam.benchmark.cli import count, positive
+from captum_infocam.benchmark.cli import count, positive, rate
 from captum_infocam.benchmark.data import ShapesDataset, collate
 from captum_infocam.benchmark.zoo import ARCHITECTURES, weights_path
 
@@ -110,6 +110,7 @@ def _train_command(args: argparse.Namespace) -> None:
         args.arch,
         epochs=args.epochs,
         images_per_epoch=args.images_per_epoch,
+        lr=args.lr,
         seed=args.seed,
         draw_objects=not args.no_objects,
         out=out,
@@ -128,6 +129,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive, default=6, help="passes over fresh images")
     parser.add_argument(
         "--images-per-epoch", type=positive, default=12_000, help="fresh images per epoch"
+    )
+    parser.add_argument(
+        "--lr",
+        type=rate,
+        default=3e-3,
+        help="peak learning rate of AdamW's one-cycle schedule (the shipped vit: 1e-3)",
     )
     parser.add_argument("--seed", type=count, default=0, help="weights and data seed")
     parser.add_argument(

@@ -39,6 +39,7 @@ __all__ = [
     "CompactResNet18",
     "CompactVGG",
     "CompactVGG12",
+    "CompactViT",
     "layer_name",
     "load_model",
     "weights_path",
@@ -150,11 +151,78 @@ class CompactVGG12(CompactVGG):
         super().__init__(classes, widths=(32, 64, 128, 128), convs_per_block=3)
 
 
+class _GridBlock(nn.Module):
+    """A pre-norm transformer block (global self-attention, then an MLP) whose tokens
+    come and go as a ``(N, C, H, W)`` grid, so that its output is a spatial map."""
+
+    def __init__(self, dim: int, heads: int, hidden: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        normed = self.norm1(tokens)
+        tokens = tokens + self.attn(normed, normed, normed, need_weights=False)[0]
+        tokens = tokens + self.mlp(self.norm2(tokens))
+        return tokens.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+class CompactViT(nn.Module):
+    """A small vision transformer: a convolutional stem (three stride-2 convolutions, the
+    "early convolutions" of Xiao et al., 2021) makes an 8 x 8 grid of tokens, with a
+    learned position embedding; four transformer blocks with global self-attention;
+    the tokens' mean, a layer norm and a linear classifier (no class token). Tokens stay
+    a ``(N, C, 8, 8)`` grid between blocks, so every CAM method reads a block's output
+    as a map without a layout. Larger images get a larger grid, with the position
+    embedding resized to it."""
+
+    def __init__(
+        self, classes: int = len(CLASSES), dim: int = 96, depth: int = 4, heads: int = 3
+    ) -> None:
+        super().__init__()
+        widths = (24, 48)
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(widths[0], widths[1], 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(widths[1]),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(widths[1], dim, 3, stride=2, padding=1),
+        )
+        self.position = nn.Parameter(torch.zeros(1, dim, 8, 8))
+        nn.init.trunc_normal_(self.position, std=0.02)
+        for index in range(1, depth + 1):
+            setattr(self, f"block{index}", _GridBlock(dim, heads, 2 * dim))
+        self.depth = depth
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        position = self.position
+        if x.shape[-2:] != position.shape[-2:]:
+            # Larger images (the benchmark's 128-pixel grids): the embedding is resized to
+            # the token grid, as timm and DeiT do.
+            position = nn.functional.interpolate(
+                position, size=x.shape[-2:], mode="bilinear", align_corners=False
+            )
+        x = x + position
+        for index in range(1, self.depth + 1):
+            x = getattr(self, f"block{index}")(x)
+        return self.fc(self.norm(x.mean((2, 3))))
+
+
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "resnet": CompactResNet,
     "resnet18": CompactResNet18,
     "vgg": CompactVGG,
     "vgg12": CompactVGG12,
+    "vit": CompactViT,
 }
 
 #: The explained layers of each architecture, by role.
@@ -163,6 +231,7 @@ LAYERS: dict[str, dict[str, str]] = {
     "resnet18": {"last": "layer4", "middle": "layer3"},
     "vgg": {"last": "block4", "middle": "block3"},
     "vgg12": {"last": "block4", "middle": "block3"},
+    "vit": {"last": "block4", "middle": "block2"},
 }
 
 #: Every stage of each architecture whose output is a spatial map, in order of depth.
@@ -171,6 +240,7 @@ STAGES: dict[str, list[str]] = {
     "resnet18": ["stem", "layer1", "layer2", "layer3", "layer4"],
     "vgg": ["block1", "block2", "block3", "block4"],
     "vgg12": ["block1", "block2", "block3", "block4"],
+    "vit": ["stem", "block1", "block2", "block3", "block4"],
 }
 
 
