@@ -103,7 +103,7 @@ def test_meta_evaluation_scores_each_map_as_the_metrics_do_and_noise_off_has_no_
 def test_meta_command_prints_a_row_per_split_and_metric(capsys) -> None:
     threads = torch.get_num_threads()
     try:
-        main(["meta", "--archs", "resnet", "--images", "1", "--pairs", "1", "--repeats", "1"])
+        main(["meta", "--archs", "resnet", "--images", "1", "--pairs", "1", "--repeats", "2"])
     finally:
         torch.set_num_threads(threads)  # the command sets its own
     out = capsys.readouterr().out
@@ -111,3 +111,17 @@ def test_meta_command_prints_a_row_per_split_and_metric(capsys) -> None:
     rows = [line for line in out.splitlines() if line.startswith(("| single |", "| pair |"))]
     assert len(rows) == 2 * (len(CONFIDENCE_KEYS) + 3)  # metric rows, then 3 ratio rows
     assert "| pair | iAD / AD |" in out
+
+
+def test_one_repeat_has_no_spread_and_is_refused(capsys) -> None:
+    clean = torch.tensor([[0.0, 1.0], [2.0, 1.0]])
+    with pytest.raises(ValueError, match="at least 2 noisy repeats, got 1"):
+        resilience(clean, clean[None])
+    for arguments, message in (
+        (["--repeats", "1"], "argument --repeats: must be >= 2, got 1"),
+        (["--input-noise", "-0.1"], "argument --input-noise: must be >= 0 and finite, got -0.1"),
+        (["--archs", "resnet,alexnet"], "argument --archs: unknown network(s) ['alexnet']"),
+    ):
+        with pytest.raises(SystemExit):
+            main(["meta", *arguments])
+        assert message in capsys.readouterr().err

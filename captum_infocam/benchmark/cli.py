@@ -4,8 +4,9 @@ bad value is a one-line error before any work, and the item counts."""
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
-__all__ = ["add_item_counts", "count", "positive", "rate"]
+__all__ = ["add_item_counts", "at_least", "count", "positive", "rate", "scale"]
 
 
 def _integer(text: str, minimum: int) -> int:
@@ -28,15 +29,36 @@ def positive(text: str) -> int:
     return _integer(text, 1)
 
 
-def rate(text: str) -> float:
-    """An argparse type: a finite number > 0 (a learning rate)."""
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (e.g. 2 repeats, to measure a spread)."""
+
+    def parse(text: str) -> int:
+        return _integer(text, minimum)
+
+    return parse
+
+
+def _number(text: str, strict: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {value}")
+    low_ok = value > 0 if strict else value >= 0
+    if not (low_ok and value < float("inf")):
+        raise argparse.ArgumentTypeError(
+            f"must be {'>' if strict else '>='} 0 and finite, got {value}"
+        )
     return value
+
+
+def rate(text: str) -> float:
+    """An argparse type: a finite number > 0 (a learning rate)."""
+    return _number(text, strict=True)
+
+
+def scale(text: str) -> float:
+    """An argparse type: a finite number >= 0 (a noise's standard deviation)."""
+    return _number(text, strict=False)
 
 
 def add_item_counts(parser: argparse.ArgumentParser, images: int, pairs: int, grids: int) -> None:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from captum_infocam.benchmark.cli import count, positive
+from captum_infocam.benchmark.cli import at_least, count, positive, scale
 from captum_infocam.benchmark.items import Batch, ShapesItems
 from captum_infocam.benchmark.methods import METHODS, Explainer
 from captum_infocam.benchmark.run import METRICS, MetricColumn
@@ -210,7 +210,10 @@ def reactivity(values: Tensor, higher_is_better: bool) -> dict[tuple[str, str], 
 
 def resilience(clean: Tensor, noisy: Tensor) -> float:
     """Noise-to-signal ratio: spread over the repeats ``noisy (R, M, I)`` over the spread
-    over the maps of ``clean (M, I)``, each a standard deviation averaged over the rest."""
+    over the maps of ``clean (M, I)``, each a standard deviation averaged over the rest.
+    One repeat has no spread: at least two are needed."""
+    if len(noisy) < 2:
+        raise ValueError(f"the resilience needs at least 2 noisy repeats, got {len(noisy)}")
     spread = noisy.double().std(0, correction=0).mean()
     signal = clean.double().std(0, correction=0).mean()
     return float(spread / signal)
@@ -296,11 +299,22 @@ def _meta(args: argparse.Namespace) -> None:
         print(markdown_table(results))
 
 
+def _architectures(text: str) -> list[str]:
+    """``--archs``: comma-separated shipped networks, each checked."""
+    names = text.split(",")
+    unknown = [name for name in names if name not in ARCHITECTURES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown network(s) {unknown}; choose from {sorted(ARCHITECTURES)}"
+        )
+    return names
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``meta`` command's arguments and handler."""
     parser.add_argument(
         "--archs",
-        type=lambda s: s.split(","),
+        type=_architectures,
         default=sorted(ARCHITECTURES),
         help="comma-separated shipped networks",
     )
@@ -312,9 +326,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="Grad-CAM",
         help="the method whose maps are the meta-evaluation's good maps",
     )
-    parser.add_argument("--repeats", type=int, default=5, help="noisy repeats of each kind")
-    parser.add_argument("--input-noise", type=float, default=2 / 255, help="pixel noise std")
-    parser.add_argument("--score-noise", type=float, default=0.1, help="logit noise std")
+    parser.add_argument(
+        "--repeats",
+        type=at_least(2),
+        default=5,
+        help="noisy repeats of each kind (at least 2: the resilience is their spread)",
+    )
+    parser.add_argument("--input-noise", type=scale, default=2 / 255, help="pixel noise std")
+    parser.add_argument("--score-noise", type=scale, default=0.1, help="logit noise std")
     parser.add_argument("--batch-size", type=positive, default=20, help="items per call")
     parser.add_argument("--seed", type=count, default=0, help="data seed")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
