@@ -251,14 +251,18 @@ def test_the_jitter_sets_the_dead_zone_and_the_soft_count_in_confidence_metrics(
     model = _classifier()
     x, maps, target = _batch(n=4)
     kwargs = dict(target=target, noise_scale=0.5, seed=2)
-    scores = confidence_scores(model, x, maps, **kwargs)
+    scores = confidence_scores(model, x, maps, **kwargs, retained_jitter=True)
     y, kept, noisy = scores.original, scores.retained, scores.noisy
     jitter = (noisy - y).pow(2).mean(0).sqrt()
     assert (jitter > 1e-4).all()
     change = y - kept
     drop = (change.sign() * (change.abs() - 2 * 2**0.5 * jitter).clamp_min(0)).mean(0)
+    # The increase: the jitter of the change covers O_b's own, from its 4 noisy copies.
+    kept_jitter = (scores.retained_noisy - kept[:, None]).pow(2).mean(1).sqrt()
+    assert scores.retained_noisy.shape == (4, 4, 4) and (kept_jitter > 1e-4).all()
+    spread = (jitter.pow(2) + kept_jitter.pow(2)).sqrt()
     normal = torch.distributions.Normal(0.0, 1.0)
-    increase = normal.cdf((kept - y) / (2**0.5 * jitter)).mean(0)
+    increase = (2 * normal.cdf((kept - y) / spread) - 1).clamp_min(0).mean(0)
     values = confidence_metrics(model, x, maps, **kwargs)
     torch.testing.assert_close(values["improved_average_drop"], drop)
     torch.testing.assert_close(values["improved_average_increase"], increase)
@@ -267,10 +271,10 @@ def test_the_jitter_sets_the_dead_zone_and_the_soft_count_in_confidence_metrics(
     # Without noisy copies there is no dead zone and the count is a hard count.
     bare = confidence_metrics(model, x, maps, target=target, noise_copies=0)
     torch.testing.assert_close(bare["improved_average_drop"], change.mean(0))
-    torch.testing.assert_close(
-        bare["improved_average_increase"],
-        (kept > y).float().mean(0) + 0.5 * (kept == y).float().mean(0),
-    )
+    # Without them only the relative floor is left: a hard count of clear rises.
+    floor = 1e-3 * torch.maximum(y, kept)
+    hard = (2 * normal.cdf((kept - y) / floor) - 1).clamp_min(0).mean(0)
+    torch.testing.assert_close(bare["improved_average_increase"], hard)
     assert not torch.allclose(values["improved_average_drop"], bare["improved_average_drop"])
 
 
@@ -283,6 +287,24 @@ def test_the_improved_increase_does_not_depend_on_the_scale_of_the_scores() -> N
     )
     torch.testing.assert_close(rescaled, probabilities, rtol=1e-4, atol=1e-4)
     assert 0.05 < probabilities.mean().item() < 0.95
+
+
+def test_the_improved_increase_is_0_where_nothing_rises_and_scale_free_at_any_scale() -> None:
+    x, maps, target = _batch(n=4)
+    # An input-blind model: every score equals Y, on every map, and nothing rose.
+    blind = nn.Sequential(nn.Flatten(), nn.Linear(3 * 12 * 12, 4)).eval()
+    with torch.no_grad():
+        blind[1].weight.zero_()
+        blind[1].bias.copy_(torch.tensor([3.0, 1.0, 0.0, -1.0]))
+    for attributions in (maps, torch.rand(4, 1, 6, 6), torch.ones(4, 1, 6, 6)):
+        assert not improved_average_increase(blind, x, attributions, target=target).any()
+    # Scores a million times smaller: the same values (the floor is relative).
+    model = _classifier()
+    probabilities = improved_average_increase(model, x, maps, target=target)
+    tiny = improved_average_increase(
+        model, x, maps, target=target, score_fn=lambda out: 1e-6 * out.softmax(1)
+    )
+    torch.testing.assert_close(tiny, probabilities, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -1050,9 +1072,9 @@ def test_the_improved_drop_is_1_lipschitz_where_the_classic_is_1_over_y(
         (average_drop, 2),
         (average_increase, 2),
         (average_gain, 2),
-        (improved_average_increase, 9),
+        (improved_average_increase, 25),  # Y, 4 budgets, 4 copies of each of those 5
         (improved_average_drop, 9),
-        (confidence_metrics, 10),
+        (confidence_metrics, 26),
         (road_most_relevant_first, 9),
     ],
     ids=lambda v: getattr(v, "__name__", str(v)),

@@ -8,8 +8,9 @@ run. The ratio is the metric's overhead (ranking pixels, building perturbed
 images, imputing, collecting scores); 1.0 is free.
 
 * classic Average Drop, Increase, Gain: 2 passes (Y, O);
-* improved Average Drop, Increase: 1 + |B| + J = 9 (Y, 4 budgets, 4 noisy copies);
-* ``confidence_metrics`` (all five): 2 + |B| + J = 10;
+* improved Average Drop: 1 + |B| + J = 9 (Y, 4 budgets, 4 noisy copies);
+* improved Average Increase: 1 + |B| + J + |B| J = 25 (and 4 noisy copies per budget);
+* ``confidence_metrics`` (all five): 2 + |B| + J + |B| J = 26;
 * insertion, deletion: n_steps + 1;
 * ROAD MoRF, LeRF: one per removal fraction (9), plus the imputation.
 
@@ -59,14 +60,15 @@ def main() -> None:
     target = torch.randint(0, 1000, (args.images,), device=device)
     common = dict(target=target, max_examples_per_batch=args.batch_size)
     improved = 1 + len(DEFAULT_BUDGETS) + DEFAULT_NOISE_COPIES
+    increase = improved + len(DEFAULT_BUDGETS) * DEFAULT_NOISE_COPIES
     curve = dict(common, n_steps=args.n_steps)
     metrics = [
         (average_drop, common, 2),
         (average_increase, common, 2),
         (average_gain, common, 2),
         (improved_average_drop, common, improved),
-        (improved_average_increase, common, improved),
-        (confidence_metrics, common, improved + 1),
+        (improved_average_increase, common, increase),
+        (confidence_metrics, common, increase + 1),
         (insertion_auc, curve, args.n_steps + 1),
         (deletion_auc, curve, args.n_steps + 1),
         (road_most_relevant_first, common, len(DEFAULT_FRACTIONS)),

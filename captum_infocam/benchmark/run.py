@@ -133,7 +133,7 @@ COLUMN_HELP = {
     "average_gain": "Average Gain: confidence gained on it, as a share of what could be gained",
     "improved_average_drop": "improved AD: score lost keeping 1/16 to 1/2 of the image, beyond "
     "its jitter",
-    "improved_average_increase": "improved AI: jitter-softened share of rises, same budgets",
+    "improved_average_increase": "improved AI: share of rises beyond their jitter, same budgets",
     "insertion": "insertion AUC: confidence as the most salient pixels are inserted first",
     "deletion": "deletion AUC: confidence as the most salient pixels are deleted first",
     "road_most_relevant_first": "ROAD: confidence as the most salient pixels are imputed first",

@@ -57,6 +57,7 @@ __all__ = [
     "DEFAULT_BUDGETS",
     "DEFAULT_NOISE_COPIES",
     "DEFAULT_NOISE_SCALE",
+    "RELATIVE_JITTER_FLOOR",
     "ConfidenceScores",
     "average_drop",
     "average_gain",
@@ -77,6 +78,10 @@ DEFAULT_NOISE_SCALE = 0.03
 #: The dead zone of the improved drop, in units of the jitter: two standard
 #: deviations of the difference of two scores that each jitter by sigma.
 DEAD_ZONE = 2 * math.sqrt(2)
+#: The improved increase's floor under the jitter of a change, relative to the larger of
+#: the two scores: a change of less than a thousandth of the score is never significant,
+#: whatever the scale of the scores.
+RELATIVE_JITTER_FLOOR = 1e-3
 
 
 class ConfidenceScores(NamedTuple):
@@ -86,13 +91,15 @@ class ConfidenceScores(NamedTuple):
     :math:`O`, on the images times the map; ``retained`` ``(B, N)`` holds
     :math:`O_b`, on the images reduced to the map's top pixels at each of the
     ``B`` budgets; ``noisy`` ``(J, N)`` the scores of ``J`` copies of the images
-    under imperceptible noise.
+    under imperceptible noise; ``retained_noisy`` ``(B, J, N)`` those of the same
+    ``J`` noisy copies of each reduced image.
     """
 
     original: Tensor
     masked: Optional[Tensor] = None
     retained: Optional[Tensor] = None
     noisy: Optional[Tensor] = None
+    retained_noisy: Optional[Tensor] = None
 
 
 def _check_budgets(budgets: Sequence[float]) -> tuple[float, ...]:
@@ -126,11 +133,13 @@ def confidence_scores(
     noise_copies: int = DEFAULT_NOISE_COPIES,
     noise_scale: float = DEFAULT_NOISE_SCALE,
     seed: int = 0,
+    retained_jitter: bool = False,
 ) -> ConfidenceScores:
     r"""Scores :math:`Y`, :math:`O`, :math:`O_b` and the noisy copies in one batched pass.
 
     Every image is one row of the same chunked forward pass: ``N`` originals,
-    ``N`` masked images (``masked``), ``N`` per budget and ``N`` per noisy copy.
+    ``N`` masked images (``masked``), ``N`` per budget, ``N`` per noisy copy, and
+    with ``retained_jitter`` ``N`` per budget and noisy copy.
     At budget :math:`b` pixel :math:`p` is kept with weight
     :math:`\mathrm{clip}((bHW - G_p) / E_p, 0, 1)`, :math:`G_p` the number of
     pixels of the map above it and :math:`E_p` the number equal to it, and the
@@ -158,6 +167,9 @@ def confidence_scores(
         noise_scale (float, optional): the noise's standard deviation in units of
             each image's standard deviation. Default: :data:`DEFAULT_NOISE_SCALE`
         seed (int, optional): seed of the noise. Default: 0
+        retained_jitter (bool, optional): also score the ``J`` noisy copies of each
+            reduced image (``retained_noisy``; the improved increase's jitter of
+            :math:`O_b`), ``|B| * J`` more images per example. Default: False
 
     Returns:
         :class:`ConfidenceScores`.
@@ -180,7 +192,9 @@ def confidence_scores(
     )
     first_budget = 1 + masked
     first_copy = first_budget + len(budgets)
-    slots = first_copy + noise_copies
+    first_retained_copy = first_copy + noise_copies
+    retained_copies = len(budgets) * noise_copies if retained_jitter else 0
+    slots = first_retained_copy + retained_copies
     if budgets:
         greater, equal = _tie_counts(maps.flatten(1))
         kept_pixels = torch.tensor(budgets, dtype=greater.dtype, device=x.device) * height * width
@@ -193,20 +207,27 @@ def confidence_scores(
 
     def make_batch(jobs: Tensor) -> tuple[Tensor, Tensor]:
         slot, example = jobs // num_examples, jobs % num_examples
+        # A noisy copy of a reduced image: its budget, then its copy, budget-major.
+        retained_copy = slot >= first_retained_copy
+        offset = (slot - first_retained_copy).clamp_min(0)
         weight = torch.ones_like(maps[example])
         if masked:
             weight = torch.where((slot == 1)[:, None, None], maps[example], weight)
         if budgets:
-            budget = (slot - first_budget).clamp(0, len(budgets) - 1)
+            budget = torch.where(
+                retained_copy, offset // max(noise_copies, 1), slot - first_budget
+            ).clamp(0, len(budgets) - 1)
             kept = (kept_pixels[budget, None] - greater[example]) / equal[example]
-            in_budget = (slot >= first_budget) & (slot < first_copy)
+            in_budget = ((slot >= first_budget) & (slot < first_copy)) | retained_copy
             weight = torch.where(
                 in_budget[:, None, None], kept.clamp(0, 1).view_as(weight).to(weight), weight
             )
         # In the images' dtype: a float64 map must not turn a float32 model's input into float64.
         batch = weight[:, None].to(x.dtype if x.is_floating_point() else weight.dtype) * x[example]
         if noise_copies:
-            copy = (slot - first_copy).clamp(0, noise_copies - 1)
+            copy = torch.where(retained_copy, offset % noise_copies, slot - first_copy).clamp(
+                0, noise_copies - 1
+            )
             noisy = (slot >= first_copy).to(scale) * scale[example]
             batch = batch + patterns[copy] * noisy[:, None, None, None]
         return batch, example
@@ -216,7 +237,12 @@ def confidence_scores(
         original=scores[0],
         masked=scores[1] if masked else None,
         retained=scores[first_budget:first_copy] if budgets else None,
-        noisy=scores[first_copy:] if noise_copies else None,
+        noisy=scores[first_copy:first_retained_copy] if noise_copies else None,
+        retained_noisy=(
+            scores[first_retained_copy:].view(len(budgets), noise_copies, num_examples)
+            if retained_copies
+            else None
+        ),
     )
 
 
@@ -261,9 +287,18 @@ def _improved_drop(scores: ConfidenceScores) -> Tensor:
 
 def _improved_increase(scores: ConfidenceScores) -> Tensor:
     assert scores.retained is not None, "confidence_scores(budgets=...) gives O_b"
-    jitter = _jitter(scores)
-    spread = math.sqrt(2) * jitter.clamp_min(torch.finfo(jitter.dtype).eps)
-    return torch.special.ndtr((scores.retained - scores.original) / spread).mean(0)
+    y, kept = scores.original, scores.retained
+    # The jitter of the change O_b - Y: Y's and O_b's own, each over the same noisy copies.
+    kept_jitter = (
+        torch.zeros_like(kept)
+        if scores.retained_noisy is None
+        else (scores.retained_noisy - kept[:, None]).square().mean(1).sqrt()
+    )
+    spread = (_jitter(scores).square() + kept_jitter.square()).sqrt()
+    floor = RELATIVE_JITTER_FLOOR * torch.maximum(y.abs(), kept.abs())
+    spread = torch.maximum(spread, floor).clamp_min(_tiny(spread))
+    significance = 2 * torch.special.ndtr((kept - y) / spread) - 1
+    return significance.clamp_min(0).mean(0)
 
 
 def _probabilities(scores: ConfidenceScores, metric: str) -> ConfidenceScores:
@@ -289,6 +324,7 @@ def _improved_scores(
     noise_copies: int,
     noise_scale: float,
     seed: int,
+    retained_jitter: bool = False,
 ) -> ConfidenceScores:
     return confidence_scores(
         forward_func,
@@ -303,6 +339,7 @@ def _improved_scores(
         noise_copies=noise_copies,
         noise_scale=noise_scale,
         seed=seed,
+        retained_jitter=retained_jitter,
     )
 
 
@@ -514,20 +551,24 @@ def improved_average_increase(
     noise_scale: float = DEFAULT_NOISE_SCALE,
     seed: int = 0,
 ) -> Tensor:
-    r"""Improved Average Increase: a count of increases softened by the score's jitter.
+    r"""Improved Average Increase: a count of increases beyond the score's jitter.
 
     .. math::
         \frac{1}{|B|} \sum_{b \in B}
-        \Phi\Big(\frac{O_b - Y}{\sqrt{2}\,\sigma}\Big) \in [0, 1]
+        \max\Big(0,\ 2\,\Phi\Big(\frac{O_b - Y}{s_b}\Big) - 1\Big) \in [0, 1),
+        \qquad s_b = \max\big(\sqrt{\sigma_Y^2 + \sigma_b^2},\
+                               10^{-3} \max(|Y|, |O_b|)\big)
 
-    :math:`\Phi` is the standard normal distribution function: each term is the
-    confidence that the rise is more than jitter, 1/2 for no change. A change of
-    the scores by one jitter :math:`\sigma` moves each term by at most
-    :math:`1/(2\sqrt{\pi}) \approx 0.28` (the classic increase jumps by 1).
-    Higher is better. The ratio of a score change to the score's own jitter does
-    not depend on the scale of ``score_fn``, so any scores work (logits too);
-    :math:`\sigma` is floored at the dtype's epsilon, where the count becomes a
-    hard count. Same forward passes as :func:`improved_average_drop`.
+    :math:`\Phi` is the standard normal distribution function and :math:`\sigma_Y`,
+    :math:`\sigma_b` the root-mean-square change of :math:`Y` and of :math:`O_b`
+    over the same ``J`` noisy copies of the image and of the reduced image: each
+    term is how confidently the score rose by more than the jitter of the change,
+    0 for no change or a fall (the classic increase's 0), near 1 for a rise of
+    several jitters. A change of a score by one :math:`s_b` moves each term by at
+    most :math:`\sqrt{2/\pi} \approx 0.8` (the classic increase jumps by 1 for
+    any change). Higher is better. Scaling the scores by :math:`a > 0` scales the
+    change, the jitters and the floor alike, so any scores work (logits too).
+    Forward passes: those of :func:`improved_average_drop` plus ``|B| * J``.
 
     Args:
         forward_func (Callable): the model.
@@ -542,8 +583,10 @@ def improved_average_increase(
         max_examples_per_batch (int, optional): most images per forward pass.
         budgets (sequence of float, optional): retention budgets, fractions of
             the image in (0, 1]. Default: ``(1/16, 1/8, 1/4, 1/2)``
-        noise_copies (int, optional): noisy copies per image that estimate
-            :math:`\sigma`; 0 makes the count a hard count. Default: 4
+        noise_copies (int, optional): noisy copies per image (and per reduced
+            image) that estimate the jitters; 0 leaves only the floor, and the
+            count is then a hard count of rises above a thousandth of the score.
+            Default: 4
         noise_scale (float, optional): their Gaussian noise, in units of each
             image's standard deviation. Default: 0.03
         seed (int, optional): seed of the noise. Default: 0
@@ -567,6 +610,7 @@ def improved_average_increase(
         noise_copies,
         noise_scale,
         seed,
+        retained_jitter=True,
     )
     return _improved_increase(scores)
 
@@ -584,7 +628,8 @@ def confidence_metrics(
     noise_scale: float = DEFAULT_NOISE_SCALE,
     seed: int = 0,
 ) -> dict[str, Tensor]:
-    """All five confidence metrics from one batched pass (``2 + |B| + J`` images per example).
+    """All five confidence metrics from one batched pass (``2 + |B| + J + |B| J`` images
+    per example).
 
     The arguments are those of :func:`improved_average_drop`; the values equal
     the five functions' own.
@@ -609,6 +654,7 @@ def confidence_metrics(
         noise_copies=noise_copies,
         noise_scale=noise_scale,
         seed=seed,
+        retained_jitter=True,
     )
     _probabilities(scores, "average_drop, average_gain and improved_average_drop")
     return {
