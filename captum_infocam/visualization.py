@@ -9,7 +9,7 @@ lays out a grid of methods over images. All three take
   ``(H, W, C)`` with 1 or 3 channels, in any value range (see :func:`image_array`);
 * maps of any resolution, as tensors or numpy arrays. A map is shown as the
   metrics see it (:func:`captum_infocam.metrics.saliency_maps`): summed over
-  channels, min-max normalised, upsampled bilinearly to the image, with NaN and
+  channels, upsampled bilinearly to the image, min-max normalised, with NaN and
   infinite values set to 0. A map with nothing to show (constant, all zeros) is
   drawn with a note instead of raising.
 
@@ -169,8 +169,8 @@ def overlay(
 
     Returns:
         ``numpy.ndarray`` ``(H, W, 3)`` of float32 in ``[0, 1]``:
-        ``(1 - alpha) * image + alpha * colormap(map)``, with the map min-max
-        normalised and upsampled to the image.
+        ``(1 - alpha) * image + alpha * colormap(map)``, with the map upsampled
+        to the image and min-max normalised.
 
     Raises:
         TypeError: if the map or the image is neither a tensor nor an array.

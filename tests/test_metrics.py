@@ -698,7 +698,7 @@ def test_drop_and_increase_agree_with_torchcam_on_raw_maps() -> None:
     )
 
 
-def test_maps_are_normalised_then_upsampled_as_torchcam_does() -> None:
+def test_normalising_after_upsampling_differs_from_torchcam_where_the_peak_is_inside() -> None:
     torchcam_metrics = pytest.importorskip("torchcam.metrics")
     model = _classifier()
     x, _, target = _batch()
@@ -713,10 +713,15 @@ def test_maps_are_normalised_then_upsampled_as_torchcam_does() -> None:
         return metric.summary()["avg_drop"]
 
     ours = average_drop(model, x, raw, target=target).mean().item()
-    # torchcam normalises the low-resolution map, then upsamples it: so do the metrics.
-    assert ours == pytest.approx(torchcam_drop(raw), rel=1e-5, abs=1e-6)
+    # We upsample, then normalise: the same as torchcam given the upsampled raw map.
     upsampled = nn.functional.interpolate(raw[:, None], size=(12, 12), mode="bilinear")[:, 0]
-    assert ours != pytest.approx(torchcam_drop(upsampled), rel=1e-3)
+    assert ours == pytest.approx(torchcam_drop(upsampled), rel=1e-5, abs=1e-6)
+    # torchcam normalises the low-resolution map first; its upsampled peak stays below 1.
+    assert ours != pytest.approx(torchcam_drop(raw), rel=1e-3)
+    # A map and the same map upsampled score alike.
+    torch.testing.assert_close(
+        average_drop(model, x, upsampled, target=target), average_drop(model, x, raw, target=target)
+    )
 
 
 def test_a_constant_map_at_layer_resolution_scores_as_a_constant_map() -> None:

@@ -30,9 +30,8 @@ def test_overlay_is_the_alpha_blend_of_the_image_and_the_coloured_upsampled_map(
     attribution = torch.tensor([[[[0.0, 1.0], [2.0, 5.0]]]])  # (1, 1, 2, 2), as attribute() gives
     rgb = overlay(attribution, image, colormap="viridis", alpha=0.3)
 
-    # Normalised at the map's resolution, then upsampled (as the metrics see it).
-    low = (attribution - attribution.min()) / (attribution.max() - attribution.min())
-    scaled = F.interpolate(low, size=(12, 16), mode="bilinear", align_corners=False)[0, 0].numpy()
+    up = F.interpolate(attribution, size=(12, 16), mode="bilinear", align_corners=False)[0, 0]
+    scaled = ((up - up.min()) / (up.max() - up.min())).numpy()
     heat = matplotlib.colormaps["viridis"](scaled)[..., :3]
     expected = 0.7 * image.permute(1, 2, 0).numpy() + 0.3 * heat
     assert rgb.shape == (12, 16, 3) and rgb.dtype == np.float32

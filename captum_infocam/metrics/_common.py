@@ -102,13 +102,13 @@ def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int
     r"""The maps as every metric of :mod:`captum_infocam.metrics` sees them.
 
     Attributions ``(N, C, h, w)`` are summed over channels (``(N, h, w)`` are
-    taken as one channel), stripped of NaN and infinite values (set to 0), min-max
-    normalised per example to :math:`[0, 1]` at their own resolution, then
-    upsampled bilinearly to ``size`` if they have another size
-    (``align_corners=False``), as pytorch-grad-cam and torchcam do. A constant map
-    becomes all zeros, at any resolution. Any method's maps work: layer-sized CAMs
-    and input-sized saliency alike. The metrics themselves refuse non-finite
-    attributions (:func:`metric_maps`).
+    taken as one channel), stripped of NaN and infinite values (set to 0), upsampled
+    bilinearly to ``size`` if they have another size (``align_corners=False``) and
+    min-max normalised per example to :math:`[0, 1]`. A constant map becomes all
+    zeros, at any resolution (it is set to 0 before upsampling, where it is exactly
+    constant). A map and the same map upsampled score alike. Any
+    method's maps work: layer-sized CAMs and input-sized saliency alike. The
+    metrics themselves refuse non-finite attributions (:func:`metric_maps`).
 
     Args:
         attributions (Tensor): maps ``(N, C, h, w)`` or ``(N, h, w)``, e.g. the
@@ -138,11 +138,14 @@ def saliency_maps(attributions: Tensor, size: tuple[int, int], num_examples: int
         >>> maps = saliency_maps(cam.attribute(x, target=y), x.shape[-2:], len(x))
     """
     maps = _channel_sums(attributions, num_examples)
-    low = maps.amin((2, 3), keepdim=True)
-    span = maps.amax((2, 3), keepdim=True) - low
+    # A map that is constant at its own resolution is set to 0 there: bilinear upsampling
+    # of a constant leaves a float ripple that min-max would stretch to the full range.
+    constant = maps.amax((2, 3), keepdim=True) == maps.amin((2, 3), keepdim=True)
+    maps = _resized(torch.where(constant, 0.0, maps), size)
+    low = maps.amin((1, 2), keepdim=True)
+    span = maps.amax((1, 2), keepdim=True) - low
     tiny = torch.finfo(maps.dtype).tiny
-    normalised = torch.where(span > 0, (maps - low) / span.clamp_min(tiny), 0.0)
-    return _resized(normalised, size)
+    return torch.where(span > 0, (maps - low) / span.clamp_min(tiny), 0.0)
 
 
 def metric_maps(
