@@ -156,14 +156,16 @@ def metric_maps(
     normalize: bool = True,
 ) -> Tensor:
     """The maps a metric scores: :func:`saliency_maps` (or, without ``normalize``,
-    :func:`upsampled_maps`) of ``attributions`` moved to ``device``, after refusing
+    :func:`upsampled_maps`) of ``attributions`` moved to ``device`` (``None``: where they
+    are), after refusing
     attributions with NaN or infinite values (one host synchronisation).
 
     Raises:
         ValueError: naming the examples whose attributions are not finite.
     """
     if isinstance(attributions, Tensor):
-        attributions = attributions.to(device)
+        if device is not None:
+            attributions = attributions.to(device)
         if attributions.is_floating_point():
             bad = ~torch.isfinite(attributions).flatten(1).all(1)
             if bool(bad.any()):

@@ -271,11 +271,17 @@ def _average_gain(scores: ConfidenceScores) -> Tensor:
     return (o - y).clamp_min(0) / (1 - y).clamp_min(_tiny(y))
 
 
+def _rms_change(copies: Optional[Tensor], clean: Tensor) -> Tensor:
+    """The root-mean-square change of ``clean`` over the noisy ``copies`` (their first
+    dimension; 0 without copies)."""
+    if copies is None:
+        return torch.zeros_like(clean)
+    return (copies - clean).square().mean(0).sqrt()
+
+
 def _jitter(scores: ConfidenceScores) -> Tensor:
     """sigma: the root-mean-square change of Y over the noisy copies (0 without copies)."""
-    if scores.noisy is None:
-        return torch.zeros_like(scores.original)
-    return (scores.noisy - scores.original).square().mean(0).sqrt()
+    return _rms_change(scores.noisy, scores.original)
 
 
 def _improved_drop(scores: ConfidenceScores) -> Tensor:
@@ -289,11 +295,8 @@ def _improved_increase(scores: ConfidenceScores) -> Tensor:
     assert scores.retained is not None, "confidence_scores(budgets=...) gives O_b"
     y, kept = scores.original, scores.retained
     # The jitter of the change O_b - Y: Y's and O_b's own, each over the same noisy copies.
-    kept_jitter = (
-        torch.zeros_like(kept)
-        if scores.retained_noisy is None
-        else (scores.retained_noisy - kept[:, None]).square().mean(1).sqrt()
-    )
+    copies = None if scores.retained_noisy is None else scores.retained_noisy.transpose(0, 1)
+    kept_jitter = _rms_change(copies, kept)
     spread = (_jitter(scores).square() + kept_jitter.square()).sqrt()
     floor = RELATIVE_JITTER_FLOOR * torch.maximum(y.abs(), kept.abs())
     spread = torch.maximum(spread, floor).clamp_min(_tiny(spread))

@@ -111,14 +111,8 @@ def _maps_and_object(
 ) -> tuple[Tensor, Tensor]:
     """Normalised maps ``(N, H, W)`` at the object's resolution, and the object ``(N, H, W)``."""
     region = _object_mask(mask, boxes, image_size)
-    maps = metric_maps(attributions, tuple(region.shape[-2:]), len(region), _device(attributions))
+    maps = metric_maps(attributions, tuple(region.shape[-2:]), len(region), None)
     return maps, region.to(maps.device)
-
-
-def _device(attributions: Tensor) -> torch.device | None:
-    """Where the localisation metrics work: the attributions' device (``None`` for what is
-    not a tensor, refused by :func:`metric_maps` with a clear message)."""
-    return attributions.device if isinstance(attributions, Tensor) else None
 
 
 def _nan_where_empty(values: Tensor, region: Tensor) -> Tensor:
@@ -164,7 +158,7 @@ def energy_pointing_game(
     else:
         region = _object_mask(mask, boxes, image_size)
         maps = metric_maps(
-            attributions, tuple(region.shape[-2:]), len(region), _device(attributions), False
+            attributions, tuple(region.shape[-2:]), len(region), None, False
         ).clamp_min(0)
         region = region.to(maps.device)
     total = maps.sum((1, 2))
