@@ -32,6 +32,7 @@ __all__ = [
     "SLOW_METHODS",
     "Explainer",
     "check_methods",
+    "key_seed",
     "pytorch_grad_cam_method",
 ]
 
@@ -139,7 +140,7 @@ def _random(
         height, width = batch.image.shape[-2:]
         side = max(1, math.ceil(min(height, width) / 8))
         maps = [
-            torch.rand(1, side, side, generator=torch.Generator().manual_seed(_seed(key)))
+            torch.rand(1, side, side, generator=torch.Generator().manual_seed(key_seed(key)))
             for key in batch.keys
         ]
         return torch.stack(maps).to(batch.image.device)
@@ -147,8 +148,9 @@ def _random(
     return explain
 
 
-def _seed(key: str) -> int:
-    return zlib.crc32(key.encode())  # stable across processes, unlike hash()
+def key_seed(key: str) -> int:
+    """A seed for the item ``key``, the same in every process (unlike ``hash``)."""
+    return zlib.crc32(key.encode())
 
 
 #: pytorch-grad-cam's methods that the benchmark compares: display name to class name.
