@@ -47,7 +47,7 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -73,6 +73,7 @@ __all__ = [
     "add_arguments",
     "adversarial_maps",
     "class_order_errors",
+    "confidence_table",
     "meta_evaluate",
     "order_kept",
     "perturbed_weights",
@@ -192,11 +193,13 @@ def _by_size(maps: dict[str, Tensor], names: tuple[str, ...]) -> list[list[str]]
     return [[name for name in names if tuple(maps[name].shape[-2:]) == size] for size in sizes]
 
 
-def _stacked_rows(rows: dict[str, dict[str, Tensor]], keys) -> dict[str, Tensor]:
+def _stacked_rows(rows: dict[str, dict[str, Tensor]], keys: Iterable[str]) -> dict[str, Tensor]:
     return {key: torch.stack([rows[name][key] for name in MAPS]) for key in keys}
 
 
-def _confidence(model: Callable[..., Tensor], image: Tensor, maps, target) -> dict[str, Tensor]:
+def _confidence(
+    model: Callable[..., Tensor], image: Tensor, maps: dict[str, Tensor], target: Tensor
+) -> dict[str, Tensor]:
     """The confidence metrics on every map: ``{metric: (len(MAPS), N)}``."""
     rows: dict[str, dict[str, Tensor]] = {}
     for names in _by_size(maps, MAPS):
@@ -214,7 +217,9 @@ def _confidence(model: Callable[..., Tensor], image: Tensor, maps, target) -> di
     return _stacked_rows(rows, CONFIDENCE_KEYS)
 
 
-def _every_metric(model: nn.Module, batch: Batch, maps, n_steps: int, tolerance: int):
+def _every_metric(
+    model: nn.Module, batch: Batch, maps: dict[str, Tensor], n_steps: int, tolerance: int
+) -> dict[str, Tensor]:
     """Every metric of :data:`.run.METRICS` that applies to ``batch``, on every map:
     ``{metric: (len(MAPS), N)}``."""
     rows: dict[str, dict[str, Tensor]] = {}
