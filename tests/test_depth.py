@@ -171,9 +171,11 @@ def test_advantage_figure_puts_each_stage_at_its_correlation_and_paired_differen
     assert points[0] == pytest.approx((0.3, 0.2)) and points[-1] == pytest.approx((1.0, 0.0))
 
 
-def test_depth_command_names_an_unknown_network(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match=r"--arch: unknown \['resnet50'\]"):
+def test_depth_command_names_an_unknown_network(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
         main(["depth", "--arch", "resnet,resnet50", "--out", str(tmp_path)])
+    assert "argument --arch: unknown network(s) ['resnet50']" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before any work
 
 
 def test_sanity_names_an_unknown_method() -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-__all__ = ["add_item_counts", "at_least", "count", "positive", "rate", "scale"]
+from captum_infocam.benchmark.zoo import ARCHITECTURES
+
+__all__ = ["add_item_counts", "at_least", "count", "networks", "positive", "rate", "scale"]
 
 
 def _integer(text: str, minimum: int) -> int:
@@ -61,16 +63,30 @@ def scale(text: str) -> float:
     return _number(text, strict=False)
 
 
-def add_item_counts(parser: argparse.ArgumentParser, images: int, pairs: int, grids: int) -> None:
-    """``--images``, ``--pairs`` and ``--grids``: how many items of each split of the shapes
-    data set a command explains, with these defaults."""
+def networks(text: str) -> list[str]:
+    """An argparse type: comma-separated names of shipped networks, each checked."""
+    names = text.split(",")
+    unknown = [name for name in names if name not in ARCHITECTURES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown network(s) {unknown}; choose from {sorted(ARCHITECTURES)}"
+        )
+    return names
+
+
+def add_item_counts(
+    parser: argparse.ArgumentParser, images: int, pairs: int, grids: int | None = None
+) -> None:
+    """``--images``, ``--pairs`` and, unless ``grids`` is ``None``, ``--grids``: how many
+    items of each split of the shapes data set a command explains, with these defaults."""
     parser.add_argument("--images", type=count, default=images, help="one-object images")
     parser.add_argument(
         "--pairs", type=count, default=pairs, help="two-object images (2 items each)"
     )
-    parser.add_argument(
-        "--grids",
-        type=count,
-        default=grids,
-        help="2 x 2 grids of four classes (4 items each, the grid pointing game)",
-    )
+    if grids is not None:
+        parser.add_argument(
+            "--grids",
+            type=count,
+            default=grids,
+            help="2 x 2 grids of four classes (4 items each, the grid pointing game)",
+        )

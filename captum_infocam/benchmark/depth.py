@@ -33,7 +33,7 @@ import torch
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from torch import Tensor, nn
 
-from captum_infocam.benchmark.cli import add_item_counts, count, positive
+from captum_infocam.benchmark.cli import add_item_counts, count, networks, positive
 from captum_infocam.benchmark.items import shapes_splits
 from captum_infocam.benchmark.methods import METHODS, check_methods
 from captum_infocam.benchmark.run import METRICS, evaluate, mean_and_error
@@ -115,9 +115,6 @@ def run_depth(args: argparse.Namespace) -> None:
         check_methods(args.methods)
     except ValueError as error:
         raise SystemExit(str(error)) from None
-    unknown = [a for a in args.arch if a not in ARCHITECTURES]
-    if unknown:
-        raise SystemExit(f"--arch: unknown {unknown}; choose from {sorted(ARCHITECTURES)}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -355,7 +352,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``depth`` command's arguments and handler."""
     parser.add_argument(
         "--arch",
-        type=lambda s: s.split(","),
+        type=networks,
         default=["vgg12"],
         help=f"comma-separated, from: {', '.join(sorted(ARCHITECTURES))}; with several, also "
         "a figure of InfoCAM's advantage over Grad-CAM against ρ∇ for all of them",

@@ -46,19 +46,19 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import itertools
-from typing import Callable, Iterable
+from typing import Collection
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from captum_infocam.benchmark.cli import at_least, count, positive, scale
+from captum_infocam.benchmark.cli import add_item_counts, at_least, count, networks, positive, scale
 from captum_infocam.benchmark.items import Batch, ShapesItems
 from captum_infocam.benchmark.methods import METHODS, Explainer, key_seed
 from captum_infocam.benchmark.run import METRICS, scoring_tasks
-from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
-from captum_infocam.metrics import confidence_metrics
+from captum_infocam.benchmark.zoo import LAYERS, load_model
 
 __all__ = [
     "CLASSES",
@@ -193,35 +193,16 @@ def _by_size(maps: dict[str, Tensor], names: tuple[str, ...]) -> list[list[str]]
     return [[name for name in names if tuple(maps[name].shape[-2:]) == size] for size in sizes]
 
 
-def _stacked_rows(rows: dict[str, dict[str, Tensor]], keys: Iterable[str]) -> dict[str, Tensor]:
-    return {key: torch.stack([rows[name][key] for name in MAPS]) for key in keys}
-
-
-def _confidence(
-    model: Callable[..., Tensor], image: Tensor, maps: dict[str, Tensor], target: Tensor
+def _scores(
+    model: nn.Module,
+    batch: Batch,
+    maps: dict[str, Tensor],
+    metrics: Collection[str] | None = None,
+    n_steps: int = 16,
+    tolerance: int = 4,
 ) -> dict[str, Tensor]:
-    """The confidence metrics on every map: ``{metric: (len(MAPS), N)}``."""
-    rows: dict[str, dict[str, Tensor]] = {}
-    for names in _by_size(maps, MAPS):
-        values = confidence_metrics(
-            model,
-            image.repeat(len(names), 1, 1, 1),
-            torch.cat([maps[name] for name in names]),
-            target=target.repeat(len(names)),
-            max_examples_per_batch=512,
-        )
-        for position, name in enumerate(names):
-            rows[name] = {
-                key: values[key].view(len(names), len(image))[position] for key in CONFIDENCE_KEYS
-            }
-    return _stacked_rows(rows, CONFIDENCE_KEYS)
-
-
-def _every_metric(
-    model: nn.Module, batch: Batch, maps: dict[str, Tensor], n_steps: int, tolerance: int
-) -> dict[str, Tensor]:
-    """Every metric of :data:`.run.METRICS` that applies to ``batch``, on every map:
-    ``{metric: (len(MAPS), N)}``."""
+    """The metrics of :data:`.run.METRICS` that apply to ``batch`` (or those whose keys are
+    in ``metrics``) on every map: ``{metric: (len(MAPS), N)}``."""
     rows: dict[str, dict[str, Tensor]] = {}
     for names in _by_size(maps, MAPS):
         repeated = Batch(
@@ -230,16 +211,16 @@ def _every_metric(
             batch.mask.repeat(len(names), 1, 1),
             batch.keys * len(names),
         )
-        values: dict[str, Tensor] = {}
         stacked = torch.cat([maps[name] for name in names])
-        for task in scoring_tasks(model, repeated, stacked, n_steps, tolerance):
+        values: dict[str, Tensor] = {}
+        for task in scoring_tasks(model, repeated, stacked, n_steps, tolerance, metrics=metrics):
             values |= task()
         for position, name in enumerate(names):
             rows[name] = {
                 key: value.view(len(names), len(batch.image))[position]
                 for key, value in values.items()
             }
-    return _stacked_rows(rows, rows[MAPS[0]])
+    return {key: torch.stack([rows[name][key] for name in MAPS]) for key in rows[MAPS[0]]}
 
 
 def meta_evaluate(
@@ -291,15 +272,15 @@ def meta_evaluate(
     for start in tqdm(range(0, len(items), batch_size), desc=f"meta {items.split}", leave=False):
         batch = items.load(range(start, min(start + batch_size, len(items))))
         maps = adversarial_maps(batch, best(batch), random(batch))
-        image, target = batch.image, batch.target
-        parts["clean"].append(_every_metric(model, batch, maps, n_steps, tolerance))
+        parts["clean"].append(_scores(model, batch, maps, n_steps=n_steps, tolerance=tolerance))
         runs: dict[str, list[dict[str, Tensor]]] = {kind: [] for kind in PERTURBATIONS}
         for r in range(repeats):
-            noise = torch.randn(image.shape, generator=generator) * input_noise
-            runs["input"].append(_confidence(model, image + noise, maps, target))
-            runs["logits"].append(_confidence(noisy_logits, image, maps, target))
+            noise = torch.randn(batch.image.shape, generator=generator) * input_noise
+            noisy_batch = dataclasses.replace(batch, image=batch.image + noise)
+            runs["input"].append(_scores(model, noisy_batch, maps, CONFIDENCE_KEYS))
+            runs["logits"].append(_scores(noisy_logits, batch, maps, CONFIDENCE_KEYS))
             for kind, perturbed in models.items():
-                runs[kind].append(_confidence(perturbed[r], image, maps, target))
+                runs[kind].append(_scores(perturbed[r], batch, maps, CONFIDENCE_KEYS))
         for kind, values in runs.items():
             parts[kind].append({key: torch.stack([v[key] for v in values]) for key in values[0]})
     return {
@@ -473,27 +454,15 @@ def _meta(args: argparse.Namespace) -> None:
             print(wins_table(result["clean"]))
 
 
-def _architectures(text: str) -> list[str]:
-    """``--archs``: comma-separated shipped networks, each checked."""
-    names = text.split(",")
-    unknown = [name for name in names if name not in ARCHITECTURES]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown network(s) {unknown}; choose from {sorted(ARCHITECTURES)}"
-        )
-    return names
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``meta`` command's arguments and handler."""
     parser.add_argument(
         "--archs",
-        type=_architectures,
+        type=networks,
         default=["resnet", "vgg"],
         help="comma-separated shipped networks",
     )
-    parser.add_argument("--images", type=count, default=40, help="one-object images")
-    parser.add_argument("--pairs", type=count, default=20, help="two-object images (2 items each)")
+    add_item_counts(parser, images=40, pairs=20)
     parser.add_argument(
         "--best",
         choices=["Grad-CAM", "InfoCAM"],
