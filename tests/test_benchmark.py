@@ -38,7 +38,7 @@ from captum_infocam.benchmark.run import (
     summarise,
 )
 from captum_infocam.benchmark.sanity import rank_correlation
-from captum_infocam.benchmark.sweep import BASE, paired_table
+from captum_infocam.benchmark.sweep import BASE, CONFIGS, paired_table
 from captum_infocam.benchmark.train import accuracy, train
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model, weights_path
 from captum_infocam.metrics import (
@@ -140,6 +140,13 @@ def test_sweep_base_is_infocams_default_fit() -> None:
     base = METHODS["InfoCAM"](model, model.block4, BASE)(batch)
     default = InfoCAM(model, model.block4).attribute(batch.image, target=batch.target)
     torch.testing.assert_close(base, default, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("travel", [7, 5, 3])
+def test_sweep_travel_configs_set_how_far_a_gate_logit_can_move(travel: int) -> None:
+    settings = replace(BASE, **CONFIGS[f"travel={travel}"]).resolved()
+    assert settings.steps == BASE.resolved().steps
+    assert settings.lr * settings.steps == pytest.approx(travel)
 
 
 def test_paired_table_gives_differences_to_the_base_item_by_item() -> None:

@@ -40,6 +40,7 @@ from captum_infocam.benchmark.run import (
 )
 from captum_infocam.benchmark.sanity import rank_correlation
 from captum_infocam.benchmark.zoo import LAYERS, load_model
+from captum_infocam.dsib import FIT_DEFAULTS
 
 __all__ = ["BASE", "CONFIGS", "add_arguments", "paired_table", "run_sweep"]
 
@@ -70,6 +71,11 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "steps=20": dict(steps=20),
     "n_samples=2+steps=10": dict(n_samples=2, steps=10),
     "lr=0.3": dict(lr=0.3),
+    # How far a gate logit may travel, lr * steps (GATE_TRAVEL by default), at the default steps.
+    **{
+        f"travel={travel}": dict(lr=travel / FIT_DEFAULTS["complement"]["steps"])
+        for travel in (7, 5, 3)
+    },
     "seed=1": dict(seed=1),
     "autocast_dtype=bfloat16": dict(autocast_dtype=torch.bfloat16),
 }
