@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from captum_infocam.benchmark.cli import add_item_counts, count, networks, positive
 from captum_infocam.benchmark.items import shapes_splits
 from captum_infocam.benchmark.methods import METHODS, check_methods
-from captum_infocam.benchmark.run import METRICS, evaluate, mean_and_error
+from captum_infocam.benchmark.run import METRIC_COLUMNS, evaluate, mean_and_error
 from captum_infocam.benchmark.zoo import ARCHITECTURES, STAGES, load_model
 
 if TYPE_CHECKING:
@@ -66,7 +66,6 @@ DEPTH_METRICS = (
 DEFAULT_DEPTH_METHODS = ("InfoCAM", "Grad-CAM", "Grad-CAM++", "Layer-CAM", "Score-CAM")
 #: The method InfoCAM is paired with, item by item.
 REFERENCE = "Grad-CAM"
-_COLUMNS = {m.key: m for m in METRICS if m.key in DEPTH_METRICS}
 
 
 def neighbour_gradient_correlation(
@@ -173,9 +172,7 @@ def depth_tables(
     lines: list[str] = []
     for split in dict.fromkeys(r["split"] for r in records):
         keys = [k for k in DEPTH_METRICS if any(k in r for r in _by(records, split=split))]
-        labels = [
-            f"{_COLUMNS[k].label} {'↑' if _COLUMNS[k].higher_is_better else '↓'}" for k in keys
-        ]
+        labels = [METRIC_COLUMNS[k].heading for k in keys]
         lines += [
             f"\n### {split}\n",
             "| stage | ρ∇ | method | s/item | " + " | ".join(labels) + " |",
@@ -198,7 +195,7 @@ def depth_tables(
             lines += [
                 f"\n#### {split}: InfoCAM − {REFERENCE}, item by item (mean ± standard error)\n",
                 "| stage | ρ∇ | "
-                + " | ".join(f"Δ{_COLUMNS[k].label}" for k in keys)
+                + " | ".join(f"Δ{METRIC_COLUMNS[k].label}" for k in keys)
                 + " | won / lost |",
                 "|" + " --- |" * (len(keys) + 3),
             ]
@@ -237,7 +234,7 @@ def _outcome(key: str, mean: float, error: float) -> int:
     it loses by more, 0 for a tie (or a metric without values)."""
     if math.isnan(mean) or abs(mean) <= (0.0 if math.isnan(error) else error):
         return 0
-    return 1 if (mean > 0) == _COLUMNS[key].higher_is_better else -1
+    return 1 if (mean > 0) == METRIC_COLUMNS[key].higher_is_better else -1
 
 
 def _cell(mean: float, error: float) -> str:
@@ -292,7 +289,7 @@ def depth_figure(
             if not axis.lines:
                 axis.set_axis_off()
                 continue
-            column_label = _COLUMNS[key].label + (" ↑" if _COLUMNS[key].higher_is_better else " ↓")
+            column_label = METRIC_COLUMNS[key].heading
             axis.set_title(f"{split}: {column_label}", fontsize=9)
             axis.set_xticks(range(len(stages)), ticks, fontsize=7)
             axis.tick_params(axis="y", labelsize=7)
@@ -334,9 +331,9 @@ def advantage_figure(by_arch: dict[str, list[dict[str, Any]]]) -> Figure:
                     label=f"{arch}, {split}",
                 )
     for axis, key in zip(axes, keys, strict=True):
-        better = "higher" if _COLUMNS[key].higher_is_better else "lower"
+        better = "higher" if METRIC_COLUMNS[key].higher_is_better else "lower"
         axis.axhline(0.0, color="grey", linewidth=0.8)
-        axis.set_title(f"Δ{_COLUMNS[key].label} ({better} is InfoCAM's win)", fontsize=9)
+        axis.set_title(f"Δ{METRIC_COLUMNS[key].label} ({better} is InfoCAM's win)", fontsize=9)
         axis.set_xlabel("ρ∇ (low: shattered gradients)", fontsize=8)
         axis.tick_params(labelsize=7)
     axes[0].set_ylabel("InfoCAM − Grad-CAM", fontsize=8)

@@ -57,7 +57,7 @@ from tqdm import tqdm
 from captum_infocam.benchmark.cli import add_item_counts, at_least, count, networks, positive, scale
 from captum_infocam.benchmark.items import Batch, ShapesItems
 from captum_infocam.benchmark.methods import METHODS, Explainer, key_seed
-from captum_infocam.benchmark.run import METRICS, scoring_tasks
+from captum_infocam.benchmark.run import METRIC_COLUMNS, METRICS, scoring_tasks
 from captum_infocam.benchmark.zoo import LAYERS, load_model
 
 __all__ = [
@@ -116,7 +116,6 @@ RATIOS = (
 )
 #: The gaming map's value off the object.
 GAMING_BACKGROUND = 0.9
-COLUMNS = {column.key: column for column in METRICS}
 
 
 class NoisyLogits(nn.Module):
@@ -361,7 +360,7 @@ def confidence_table(results: dict[str, dict[str, dict[str, Tensor]]]) -> str:
         noise = {}
         for key in CONFIDENCE_KEYS:
             clean = result["clean"][key]
-            errors = list(class_order_errors(clean, COLUMNS[key].higher_is_better).values())
+            errors = list(class_order_errors(clean, METRIC_COLUMNS[key].higher_is_better).values())
             noise[key] = [
                 resilience(_structured(clean), _structured(result[kind][key]), centred)
                 for centred in (False, True)
@@ -370,10 +369,10 @@ def confidence_table(results: dict[str, dict[str, dict[str, Tensor]]]) -> str:
             kept = order_kept(_structured(clean), _structured(result["randomised"][key]))
             cells = [f"{e:.2f}" for e in errors] + [f"{sum(errors) / len(errors):.2f}"]
             cells += [f"{n:.3f}" for n in noise[key][:3]] + [f"{kept:.2f}"]
-            lines.append(f"| {split} | {COLUMNS[key].label} | " + " | ".join(cells) + " |")
+            lines.append(f"| {split} | {METRIC_COLUMNS[key].label} | " + " | ".join(cells) + " |")
         for improved, classic in RATIOS:
             ratios = [_ratio(i, c) for i, c in zip(noise[improved], noise[classic], strict=True)]
-            label = f"{COLUMNS[improved].label} / {COLUMNS[classic].label}"
+            label = f"{METRIC_COLUMNS[improved].label} / {METRIC_COLUMNS[classic].label}"
             ratio_lines.append(
                 f"| {split} | {label} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |"
             )
@@ -399,14 +398,14 @@ def wins_table(clean: dict[str, Tensor]) -> str:
     keys = [column.key for column in METRICS if column.key in clean]
     faithful = [MAPS.index(name) for name in dict(CLASSES)["faithful"]]
     lines = [
-        "| map | " + " | ".join(COLUMNS[key].label for key in keys) + " |",
+        "| map | " + " | ".join(METRIC_COLUMNS[key].label for key in keys) + " |",
         "|" + " --- |" * (len(keys) + 1),
     ]
     means = {key: clean[key].double().nanmean(-1) for key in keys}
     for row, name in enumerate(MAPS):
         cells = []
         for key in keys:
-            value, sign = means[key][row], 1 if COLUMNS[key].higher_is_better else -1
+            value, sign = means[key][row], 1 if METRIC_COLUMNS[key].higher_is_better else -1
             wins = row not in faithful and bool((sign * (value - means[key][faithful]) > 0).all())
             cells.append(f"{value:.3f}" + ("*" if wins else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMN_HELP",
     "METRICS",
+    "METRIC_COLUMNS",
     "PROGRESS_FORMAT",
     "add_arguments",
     "advance",
@@ -95,6 +96,11 @@ class MetricColumn:
         """The function's own ``higher_is_better``."""
         return bool(self.function.higher_is_better)  # type: ignore[attr-defined]
 
+    @property
+    def heading(self) -> str:
+        """The label with the better direction, e.g. ``"Del ↓"``."""
+        return f"{self.label} {'↑' if self.higher_is_better else '↓'}"
+
 
 #: The table's metric columns, in order.
 METRICS = [
@@ -111,6 +117,8 @@ METRICS = [
     MetricColumn("pointing_game", "PG", pointing_game),
     MetricColumn("grid_pointing_game", "GPG", grid_pointing_game),
 ]
+#: The columns by record key.
+METRIC_COLUMNS = {column.key: column for column in METRICS}
 
 #: The progress bars' layout: items done as whole numbers (a bar moves by fractions of a
 #: batch, after its maps and after each metric).
@@ -303,11 +311,7 @@ def markdown_table(split_summary: dict[str, dict[str, list[float]]], wide: bool 
     columns = [
         m for m in METRICS if any(not math.isnan(v[m.key][0]) for v in split_summary.values())
     ]
-    header = (
-        "| method | s/img | "
-        + " | ".join(f"{m.label} {'↑' if m.higher_is_better else '↓'}" for m in columns)
-        + " |"
-    )
+    header = "| method | s/img | " + " | ".join(m.heading for m in columns) + " |"
     lines = [header, "|" + " --- |" * (len(columns) + 2)]
     clear_best = {metric.key: _clear_best(split_summary, metric) for metric in columns}
     for method, values in split_summary.items():
