@@ -112,6 +112,7 @@ __all__ = [
     "collapse_modes",
     "dual_streams",
     "fit_dsib",
+    "gate_gradient",
     "is_collapsed",
     "kl_divergence",
     "mean_kl",
@@ -440,6 +441,42 @@ def dual_streams(
     return torch.addcmul(base, (1.0 - keep) * std[:, None, None], noise[None])
 
 
+def gate_gradient(
+    stream_grads: Tensor, activations: Tensor, mean: Tensor, std: Tensor, noise: Tensor
+) -> Tensor:
+    r"""The gradient of a loss with respect to the gates, from its gradient on the streams.
+
+    The chain rule through :func:`dual_streams`: with :math:`G = \partial
+    \mathcal{L} / \partial Z` and :math:`U = A - \mu - \sigma n` (the
+    activations' distance from a draw of the prior),
+    :math:`\partial Z_d / \partial \lambda = U_d` and
+    :math:`\partial Z_n / \partial \lambda = -U_n`, so
+
+    .. math::
+        \frac{\partial \mathcal{L}}{\partial \lambda_c}
+        = \sum_k \sum_{h,w} \big(G_{d,k} U_{d,k} - G_{n,k} U_{n,k}\big)_{c,h,w},
+
+    computed as :math:`\sum G (A - \mu) - \sigma \sum G n` without a tensor
+    of the streams' size beside :math:`G`. Written out because autograd's
+    backward through the broadcast streams cost more than the rest of a
+    ``layer4`` step (``docs/speed.md``).
+
+    Args:
+        stream_grads (Tensor): :math:`G`, shape ``(B, 2, K, C, H, W)``.
+        activations, mean, std, noise (Tensor): as :func:`dual_streams` takes them.
+
+    Returns:
+        Tensor of shape ``(B, C)``.
+    """
+    grads = stream_grads.flatten(-2)
+    centred = (activations - mean).flatten(-2)[:, None, None]
+    scale = torch.broadcast_to(std, (*activations.shape[:2], 1, 1))[:, None, None, :, 0, 0]
+    per_draw = torch.linalg.vecdot(grads, centred) - scale * torch.linalg.vecdot(
+        grads, noise.flatten(-2)[None]
+    )
+    return per_draw[:, 0].sum(1) - per_draw[:, 1].sum(1)
+
+
 def fit_dsib(
     activations: Tensor,
     log_odds: Callable[[Tensor], Tensor],
@@ -551,10 +588,10 @@ def fit_dsib(
                 device=activations.device,
             ).to(activations.dtype)
             gates = torch.sigmoid(alpha)
-            streams = dual_streams(activations_rows, gates, mean_rows, std_rows, noise)
+            streams = dual_streams(activations_rows, gates.detach(), mean_rows, std_rows, noise)
             streams = streams.flatten(0, 2)
         # The network after the layer runs chunk by chunk, each chunk's backward
-        # (to its streams) done before the next; then one backward from the streams to α.
+        # (to its streams) done before the next; then the chain rule from the streams to α.
         events, stream_grads = [], []
         for start in range(0, total, chunk):
             rows = slice(start, min(start + chunk, total))
@@ -569,10 +606,16 @@ def fit_dsib(
             events.append(event.detach())
         with record_function("InfoCAM: gate gradient"):
             event = torch.cat(events).view(batch * fits, 2, n_samples)
+            grads = torch.cat(stream_grads) if len(stream_grads) > 1 else stream_grads[0]
+            per_gate = gate_gradient(
+                grads.view(batch * fits, 2, n_samples, *activations.shape[1:]),
+                activations_rows,
+                mean_rows,
+                std_rows,
+                noise,
+            )
             kl = mean_kl(alpha, mean_square_rows)
-            alpha.grad = torch.autograd.grad(
-                (streams, beta * kl.sum()), alpha, grad_outputs=(torch.cat(stream_grads), None)
-            )[0]
+            alpha.grad = torch.autograd.grad((gates * per_gate).sum() + beta * kl.sum(), alpha)[0]
         with record_function("InfoCAM: optimizer"):
             optimizer.step()
             discriminative = -event[:, 0] if evidence == "log_odds" else F.softplus(-event[:, 0])

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.distributions import Normal
 from torch.distributions import kl_divergence as reference_kl
 
@@ -14,6 +15,7 @@ from captum_infocam.dsib import (
     channel_maps,
     dual_streams,
     fit_dsib,
+    gate_gradient,
     is_collapsed,
     kl_divergence,
     mean_kl,
@@ -87,6 +89,74 @@ def test_discriminative_stream_is_distributed_as_the_posterior() -> None:
         z_d.mean(0), lam * activations.flatten() + (1 - lam) * mean.flatten(), atol=0.02, rtol=0
     )
     torch.testing.assert_close(z_d.std(0), (1 - lam) * std.flatten(), atol=0.02, rtol=0)
+
+
+@pytest.mark.parametrize("per_sample_prior", [False, True])
+def test_gate_gradient_is_the_chain_rule_through_the_streams(per_sample_prior: bool) -> None:
+    gen = torch.Generator().manual_seed(2)
+    activations = torch.randn(3, 4, 2, 5, generator=gen).relu()
+    prior_shape = (3 if per_sample_prior else 1, 4, 1, 1)
+    mean = torch.randn(prior_shape, generator=gen)
+    std = torch.rand(prior_shape, generator=gen) + 0.5
+    noise = torch.randn(2, 2, 4, 2, 5, generator=gen)
+    stream_grads = torch.randn(3, 2, 2, 4, 2, 5, generator=gen)
+    gates = torch.rand(3, 4, generator=gen).requires_grad_()
+    streams = dual_streams(activations, gates, mean, std, noise)
+    (expected,) = torch.autograd.grad((streams * stream_grads).sum(), gates)
+    torch.testing.assert_close(gate_gradient(stream_grads, activations, mean, std, noise), expected)
+
+
+@pytest.mark.parametrize("evidence", ["log_odds", "log_likelihood"])
+def test_fit_follows_the_documented_loss_step_by_step(evidence: str) -> None:
+    # An independent fit: autograd through the streams of each bottleneck, the loss as
+    # the module docstring writes it, summed over samples, and Adam.
+    weight = torch.tensor([[1.0, -2.0, 0.5], [0.0, 1.0, -1.0], [0.5, 0.0, 0.0]])
+    gen = torch.Generator().manual_seed(4)
+    activations = torch.rand(2, 3, 3, 3, generator=gen) * 2
+    mean, std = torch.full((1, 3, 1, 1), 0.2), torch.full((1, 3, 1, 1), 0.7)
+    settings = dict(
+        n_samples=2, steps=4, lr=0.8, beta=0.5, gamma=2.0, alpha_init=1.0, evidence=evidence
+    )
+
+    def log_odds(z: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        logits = z.mean((2, 3)) @ weight.T
+        return logits[:, 0] - torch.logsumexp(logits[:, 1:], 1)
+
+    fit = fit_dsib(
+        activations,
+        log_odds,
+        mean,
+        std,
+        complement=True,
+        generator=torch.Generator().manual_seed(9),
+        **settings,
+    )
+    draws = torch.Generator().manual_seed(9)
+    alpha = torch.full((2, 2, 3), 1.0, requires_grad=True)  # (sample, fit, channel)
+    optimizer = torch.optim.Adam([alpha], lr=0.8)
+    mean_square = ((activations - mean) / std).square().mean((2, 3))
+    for _ in range(4):
+        noise = torch.randn((2, 2, 3, 3, 3), generator=draws)
+        loss = 0.0
+        for fit_index, sign in enumerate((1.0, -1.0)):
+            streams = dual_streams(
+                activations, torch.sigmoid(alpha[:, fit_index]), mean, std, noise
+            )
+            event = sign * log_odds(streams.flatten(0, 2)).view(2, 2, 2)  # (sample, stream, draw)
+            discriminative = -event[:, 0] if evidence == "log_odds" else F.softplus(-event[:, 0])
+            loss = (
+                loss
+                + (
+                    discriminative.mean(1)
+                    + 0.5 * mean_kl(alpha[:, fit_index], mean_square)
+                    + 2.0 * F.softplus(event[:, 1]).mean(1)
+                ).sum()
+            )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.testing.assert_close(fit.gate_logits, alpha[:, 0].detach())
+    torch.testing.assert_close(fit.complement.gate_logits, alpha[:, 1].detach())
 
 
 def _linear_log_odds(weight: torch.Tensor):
