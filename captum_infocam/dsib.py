@@ -435,9 +435,9 @@ def dual_streams(
         :math:`Z_n = (1-\lambda) A + \lambda \epsilon'`.
     """
     keep = torch.stack((gates, 1.0 - gates), dim=1)[:, :, None, :, None, None]
-    # keep·A + (1-keep)·(μ + σ·n): the noise-free part has no draw dimension, so
-    # the (B, 2, K, C, H, W) result comes from one fused multiply-add.
-    base = keep * activations[:, None, None] + (1.0 - keep) * mean[:, None, None]
+    # keep·A + (1-keep)·(μ + σ·n) in two fused multiply-adds: the noise-free part has
+    # no draw dimension, and (1-keep)·μ, (1-keep)·σ have one value per channel.
+    base = torch.addcmul((1.0 - keep) * mean[:, None, None], keep, activations[:, None, None])
     return torch.addcmul(base, (1.0 - keep) * std[:, None, None], noise[None])
 
 
