@@ -456,10 +456,10 @@ def gate_gradient(
         \frac{\partial \mathcal{L}}{\partial \lambda_c}
         = \sum_k \sum_{h,w} \big(G_{d,k} U_{d,k} - G_{n,k} U_{n,k}\big)_{c,h,w},
 
-    computed as :math:`\sum G (A - \mu) - \sigma \sum G n` without a tensor
-    of the streams' size beside :math:`G`. Written out because autograd's
-    backward through the broadcast streams took a third of a ResNet-50
-    ``layer4`` fit step (``docs/speed.md``).
+    computed as :math:`\sum G (A - \mu) - \sigma \sum G n`, so that no
+    tensor of :math:`U` is kept. Written out because autograd's backward through
+    the broadcast streams took a third of a ResNet-50 ``layer4`` fit step
+    (``docs/speed.md``).
 
     Args:
         stream_grads (Tensor): :math:`G`, shape ``(B, 2, K, C, H, W)``.
@@ -591,8 +591,9 @@ def fit_dsib(
             streams = dual_streams(activations_rows, gates.detach(), mean_rows, std_rows, noise)
             streams = streams.flatten(0, 2)
         # The network after the layer runs chunk by chunk, each chunk's backward
-        # (to its streams) done before the next; then the chain rule from the streams to α.
-        events, stream_grads = [], []
+        # (to its streams) done before the next; a chunk's gradient takes the place of
+        # its streams, which are not needed again. Then the chain rule from the streams to α.
+        events, stream_grads = [], streams
         for start in range(0, total, chunk):
             rows = slice(start, min(start + chunk, total))
             with record_function("InfoCAM: suffix forward"):
@@ -602,13 +603,16 @@ def fit_dsib(
                 event = log_odds(z.clone(), rows) * row_sign[rows]
                 loss = row_losses(event, noise_row[rows]).sum()
             with record_function("InfoCAM: suffix backward"):
-                stream_grads.append(torch.autograd.grad(loss, z, **(grad_kwargs or {}))[0])
+                grad = torch.autograd.grad(loss, z, **(grad_kwargs or {}))[0]
+                if chunk < total:
+                    stream_grads[rows] = grad
+                else:
+                    stream_grads = grad
             events.append(event.detach())
         with record_function("InfoCAM: gate gradient"):
             event = torch.cat(events).view(batch * fits, 2, n_samples)
-            grads = torch.cat(stream_grads) if len(stream_grads) > 1 else stream_grads[0]
             per_gate = gate_gradient(
-                grads.view(batch * fits, 2, n_samples, *activations.shape[1:]),
+                stream_grads.view(batch * fits, 2, n_samples, *activations.shape[1:]),
                 activations_rows,
                 mean_rows,
                 std_rows,
