@@ -9,7 +9,8 @@ InfoCAM marks with ``record_function``:
 * ``streams``: the noise draws and both streams of every fit;
 * ``suffix forward`` and ``suffix backward``: the network after the layer on the
   streams, and its backward to the streams;
-* ``gate gradient``: the backward from the streams to the gate logits;
+* ``gate gradient``: from the streams' gradients to the gate logits (the chain rule of
+  ``dsib.gate_gradient``, and the KL term's backward);
 * ``optimizer``: Adam's step and the loss trace;
 * ``read-out``: the map from the gates;
 * ``other``: the call's wall time outside these phases (argument checks, the
