@@ -132,10 +132,11 @@ def test_fit_follows_the_documented_loss_step_by_step(evidence: str) -> None:
         **settings,
     )
     draws = torch.Generator().manual_seed(9)
-    alpha = torch.full((2, 2, 3), 1.0, requires_grad=True)  # (sample, fit, channel)
-    optimizer = torch.optim.Adam([alpha], lr=0.8)
+    # (sample, fit, channel)
+    alpha = torch.full((2, 2, 3), settings["alpha_init"], requires_grad=True)
+    optimizer = torch.optim.Adam([alpha], lr=settings["lr"])
     mean_square = ((activations - mean) / std).square().mean((2, 3))
-    for _ in range(4):
+    for _ in range(settings["steps"]):
         noise = torch.randn((2, 2, 3, 3, 3), generator=draws)
         loss = 0.0
         for fit_index, sign in enumerate((1.0, -1.0)):
@@ -148,8 +149,8 @@ def test_fit_follows_the_documented_loss_step_by_step(evidence: str) -> None:
                 loss
                 + (
                     discriminative.mean(1)
-                    + 0.5 * mean_kl(alpha[:, fit_index], mean_square)
-                    + 2.0 * F.softplus(event[:, 1]).mean(1)
+                    + settings["beta"] * mean_kl(alpha[:, fit_index], mean_square)
+                    + settings["gamma"] * F.softplus(event[:, 1]).mean(1)
                 ).sum()
             )
         optimizer.zero_grad()
