@@ -856,6 +856,23 @@ def test_energy_is_on_the_raw_map_with_min_max_as_an_option() -> None:
         energy_pointing_game(floor, mask, normalization="max")
 
 
+def test_energy_depends_on_the_maps_contrast_and_the_pointing_game_does_not() -> None:
+    # Squaring keeps every pixel's rank but lowers the floor against the peak: object
+    # 8 x 1.0 + 1.5, floor 91 x 0.5; squared 8 x 1.0 + 2.25 and 91 x 0.25. The energy
+    # share rises, the single maximum stays (docs/metrics.md: compare maps of one degree).
+    mask = torch.zeros(1, 10, 10, dtype=torch.bool)
+    mask[0, 2:5, 2:5] = True
+    floor = torch.where(mask, 1.0, 0.5)[:, None]
+    floor[0, 0, 3, 3] = 1.5
+    torch.testing.assert_close(
+        energy_pointing_game(floor, mask), torch.tensor([9.5 / (9.5 + 45.5)])
+    )
+    torch.testing.assert_close(
+        energy_pointing_game(floor.square(), mask), torch.tensor([10.25 / (10.25 + 22.75)])
+    )
+    assert pointing_game(floor, mask).item() == pointing_game(floor.square(), mask).item() == 1.0
+
+
 def _road_reference(order: str, percentile: int):
     road = pytest.importorskip("pytorch_grad_cam.metrics.road")
     perturbation = pytest.importorskip("pytorch_grad_cam.metrics.perturbation_confidence")
