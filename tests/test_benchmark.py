@@ -142,6 +142,25 @@ def test_sweep_base_is_infocams_default_fit() -> None:
     torch.testing.assert_close(base, default, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--arch", "resnet50"], "argument --arch: invalid choice: 'resnet50'"),
+        (["--layers", "last,top"], "argument --layers: unknown layer role(s) ['top']"),
+        (["--configs", "base,beta=7"], "argument --configs: unknown configuration(s) ['beta=7']"),
+    ],
+)
+def test_sweep_refuses_unknown_names_before_any_work(
+    argv: list[str], message: str, monkeypatch, capsys
+) -> None:
+    import captum_infocam.benchmark.sweep as sweep
+
+    monkeypatch.setattr(sweep, "load_model", lambda arch: pytest.fail("work started"))
+    with pytest.raises(SystemExit):
+        main(["sweep", *argv])
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("travel", [7, 5, 3])
 def test_sweep_travel_configs_set_how_far_a_gate_logit_can_move(travel: int) -> None:
     settings = replace(BASE, **CONFIGS[f"travel={travel}"]).resolved()

@@ -4,11 +4,20 @@ bad value is a one-line error before any work, and the item counts."""
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from typing import Callable, Iterable
 
 from captum_infocam.benchmark.zoo import ARCHITECTURES
 
-__all__ = ["add_item_counts", "at_least", "count", "networks", "positive", "rate", "scale"]
+__all__ = [
+    "add_item_counts",
+    "at_least",
+    "comma_separated",
+    "count",
+    "networks",
+    "positive",
+    "rate",
+    "scale",
+]
 
 
 def _integer(text: str, minimum: int) -> int:
@@ -63,15 +72,22 @@ def scale(text: str) -> float:
     return _number(text, strict=False)
 
 
-def networks(text: str) -> list[str]:
-    """An argparse type: comma-separated names of shipped networks, each checked."""
-    names = text.split(",")
-    unknown = [name for name in names if name not in ARCHITECTURES]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown network(s) {unknown}; choose from {sorted(ARCHITECTURES)}"
-        )
-    return names
+def comma_separated(allowed: Iterable[str], noun: str) -> Callable[[str], list[str]]:
+    """An argparse type: comma-separated names, each one of ``allowed`` (a ``noun``)."""
+    choices = list(allowed)
+
+    def parse(text: str) -> list[str]:
+        names = text.split(",")
+        unknown = [name for name in names if name not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {noun}(s) {unknown}; choose from {choices}")
+        return names
+
+    return parse
+
+
+#: An argparse type: comma-separated names of shipped networks, each checked.
+networks = comma_separated(sorted(ARCHITECTURES), "network")
 
 
 def add_item_counts(

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from captum_infocam import DSIBSettings, InfoCAM
-from captum_infocam.benchmark.cli import add_item_counts
+from captum_infocam.benchmark.cli import add_item_counts, comma_separated
 from captum_infocam.benchmark.data import reference_images
 from captum_infocam.benchmark.items import shapes_splits
 from captum_infocam.benchmark.methods import METHODS
@@ -39,7 +39,7 @@ from captum_infocam.benchmark.run import (
     summarise,
 )
 from captum_infocam.benchmark.sanity import rank_correlation
-from captum_infocam.benchmark.zoo import LAYERS, load_model
+from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
 from captum_infocam.dsib import FIT_DEFAULTS
 
 __all__ = ["BASE", "CONFIGS", "add_arguments", "paired_table", "run_sweep"]
@@ -88,12 +88,12 @@ def run_sweep(args: argparse.Namespace) -> None:
     model = load_model(args.arch)
     sources = shapes_splits(args.images, args.pairs, args.grids, args.seed)
     labels = [f"{m.label}{'↑' if m.higher_is_better else '↓'}" for m in METRICS]
-    for role in args.layers.split(","):
+    for role in args.layers:
         layer_name = LAYERS[args.arch][role]
         layer = model.get_submodule(layer_name)
         statistics = InfoCAM(model, layer).fit_statistics(reference_images(args.seed))
         rows = {"Grad-CAM (reference)": {"Grad-CAM": METHODS["Grad-CAM"](model, layer)}}
-        for name in args.configs.split(","):
+        for name in args.configs:
             overrides = CONFIGS[name]
             if overrides.get("prior") == DATASET_PRIOR:
                 overrides = overrides | {"prior": statistics}
@@ -159,13 +159,23 @@ def paired_table(by_config: dict[str, list[dict[str, Any]]]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``sweep`` command's arguments and handler."""
-    parser.add_argument("--arch", default="resnet", help="the shipped network")
-    parser.add_argument("--layers", default="last,middle", help="comma-separated roles")
+    parser.add_argument(
+        "--arch", choices=sorted(ARCHITECTURES), default="resnet", help="the shipped network"
+    )
+    parser.add_argument(
+        "--layers",
+        type=comma_separated(("last", "middle"), "layer role"),
+        default=["last", "middle"],
+        help="comma-separated, from: last, middle",
+    )
     add_item_counts(parser, images=100, pairs=50, grids=25)
     parser.add_argument("--seed", type=int, default=1, help="data seed (the reported split is 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
-        "--configs", default=",".join(CONFIGS), help="comma-separated configurations to run"
+        "--configs",
+        type=comma_separated(CONFIGS, "configuration"),
+        default=list(CONFIGS),
+        help="comma-separated configurations to run, from: " + ", ".join(CONFIGS),
     )
     parser.add_argument(
         "--paired", action="store_true", help="also compare each configuration with the base"
