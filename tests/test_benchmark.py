@@ -153,9 +153,10 @@ def test_sweep_base_is_infocams_default_fit() -> None:
 def test_sweep_refuses_unknown_names_before_any_work(
     argv: list[str], message: str, monkeypatch, capsys
 ) -> None:
-    import captum_infocam.benchmark.sweep as sweep
+    def no_work(arch: str) -> None:
+        pytest.fail("work started")
 
-    monkeypatch.setattr(sweep, "load_model", lambda arch: pytest.fail("work started"))
+    monkeypatch.setattr("captum_infocam.benchmark.sweep.load_model", no_work)
     with pytest.raises(SystemExit):
         main(["sweep", *argv])
     assert message in capsys.readouterr().err
