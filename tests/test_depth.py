@@ -16,7 +16,7 @@ from captum_infocam.benchmark.depth import (
     neighbour_gradient_correlation,
 )
 from captum_infocam.benchmark.sanity import CASCADES
-from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, STAGES, layer_name
+from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, ROLES, STAGES, layer_name
 from tests.conftest import LinearHead
 
 
@@ -72,6 +72,7 @@ def test_stages_are_in_order_and_hold_the_explained_layers(arch: str) -> None:
     model = ARCHITECTURES[arch]()
     names = [name for name, _ in model.named_children()]
     assert STAGES[arch] == [name for name in names if name in STAGES[arch]]
+    assert tuple(LAYERS[arch]) == ROLES
     assert set(LAYERS[arch].values()) <= set(STAGES[arch])
     assert STAGES[arch][-1] == LAYERS[arch]["last"]
 

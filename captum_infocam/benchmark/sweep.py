@@ -39,7 +39,7 @@ from captum_infocam.benchmark.run import (
     summarise,
 )
 from captum_infocam.benchmark.sanity import rank_correlation
-from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model
+from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, ROLES, load_model
 from captum_infocam.dsib import FIT_DEFAULTS
 
 __all__ = ["BASE", "CONFIGS", "add_arguments", "paired_table", "run_sweep"]
@@ -164,9 +164,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--layers",
-        type=comma_separated(("last", "middle"), "layer role"),
-        default=["last", "middle"],
-        help="comma-separated, from: last, middle",
+        type=comma_separated(ROLES, "layer role"),
+        default=list(ROLES),
+        help="comma-separated, from: " + ", ".join(ROLES),
     )
     add_item_counts(parser, images=100, pairs=50, grids=25)
     parser.add_argument("--seed", type=int, default=1, help="data seed (the reported split is 0)")

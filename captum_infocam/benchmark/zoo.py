@@ -1,7 +1,7 @@
 """The benchmark's small trained networks, shipped as package data.
 
-Two families, each in a shallow and a deep form, all ending in global average
-pooling and a linear layer:
+Two convolutional families, each in a shallow and a deep form, and a small
+vision transformer, all ending in global average pooling and a linear layer:
 
 * ``"resnet"``: a compact ResNet of torchvision ``BasicBlock`` stages
   (64 -> 32 -> 16 -> 8 pixels), one block per stage;
@@ -10,7 +10,9 @@ pooling and a linear layer:
 * ``"vgg"``: a VGG-style stack of convolution, batch norm, ReLU and max pooling,
   four convolutions;
 * ``"vgg12"``: the same plain stack with three convolutions per block, 12 in all
-  (no skip connection, where gradients shatter fastest with depth).
+  (no skip connection, where gradients shatter fastest with depth);
+* ``"vit"``: a convolutional stem and four transformer blocks with global
+  self-attention on an 8 x 8 grid of tokens (:class:`CompactViT`).
 
 Each has a ``"last"`` layer (the last convolutional stage, 8 x 8 for 64-pixel
 images, followed only by pooling and the classifier) and a ``"middle"`` one (an
@@ -34,6 +36,7 @@ from captum_infocam.benchmark.data import CLASSES
 __all__ = [
     "ARCHITECTURES",
     "LAYERS",
+    "ROLES",
     "STAGES",
     "CompactResNet",
     "CompactResNet18",
@@ -225,7 +228,9 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "vit": CompactViT,
 }
 
-#: The explained layers of each architecture, by role.
+#: The roles of the explained layers: the last stage, and a middle one.
+ROLES = ("last", "middle")
+#: The explained layers of each architecture, one per role of :data:`ROLES`.
 LAYERS: dict[str, dict[str, str]] = {
     "resnet": {"last": "layer3", "middle": "layer2"},
     "resnet18": {"last": "layer4", "middle": "layer3"},
