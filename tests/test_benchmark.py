@@ -37,7 +37,7 @@ from captum_infocam.benchmark.run import (
     markdown_table,
     summarise,
 )
-from captum_infocam.benchmark.sanity import rank_correlation
+from captum_infocam.benchmark.sanity import correlation_cell, rank_correlation
 from captum_infocam.benchmark.sweep import BASE, CONFIGS, paired_table
 from captum_infocam.benchmark.train import accuracy, train
 from captum_infocam.benchmark.zoo import ARCHITECTURES, LAYERS, load_model, weights_path
@@ -752,6 +752,16 @@ def test_rank_correlation_matches_its_definition() -> None:
     # ranks 0,1,2,3 vs 0,2,1,3: 1 - 6 * 2 / (4 * 15) = 0.8
     assert correlation[0].item() == pytest.approx(0.8)
     assert torch.isnan(correlation[1])
+
+
+def test_sanity_cells_count_the_images_with_a_correlation_and_the_zero_maps() -> None:
+    correlation = torch.tensor([0.2, math.nan, 0.4, math.nan])
+    maps = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    # Two NaN-free correlations (mean 0.3); of the two constant maps one is zero.
+    assert correlation_cell(correlation, maps) == "0.300 (n = 2; 1 zero)"
+    assert correlation_cell(correlation, maps + 1.0) == "0.300 (n = 2)"
+    all_zero = correlation_cell(torch.full((2,), math.nan), torch.zeros(2, 3))
+    assert all_zero == "all constant (2 zero)"
 
 
 def test_sanity_check_runs(capsys) -> None:

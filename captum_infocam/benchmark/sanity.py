@@ -22,7 +22,14 @@ from captum_infocam.benchmark.methods import METHODS, check_methods
 from captum_infocam.benchmark.zoo import ARCHITECTURES, STAGES, layer_name, load_model
 from captum_infocam.metrics import saliency_maps
 
-__all__ = ["CASCADES", "add_arguments", "randomised", "rank_correlation", "run_sanity"]
+__all__ = [
+    "CASCADES",
+    "add_arguments",
+    "correlation_cell",
+    "randomised",
+    "rank_correlation",
+    "run_sanity",
+]
 
 #: Modules re-initialised at each step, from the output backwards: the classifier, then
 #: each stage from the last.
@@ -44,6 +51,16 @@ def rank_correlation(first: Tensor, second: Tensor) -> Tensor:
     constant = (first.amax(1) == first.amin(1)) | (second.amax(1) == second.amin(1))
     correlation = (a * b).sum(1) / denominator.clamp_min(1e-12)
     return torch.where(constant, torch.full_like(correlation, math.nan), correlation)
+
+
+def correlation_cell(correlation: Tensor, randomised_maps: Tensor) -> str:
+    """A table cell: the mean of the NaN-free ``correlation`` (one per image) and their
+    count, with how many of the randomised model's ``(N, P)`` maps are zero everywhere
+    (a constant map has no rank correlation; a zero map shows no positive evidence)."""
+    valid = correlation[~torch.isnan(correlation)]
+    zeros = int((randomised_maps == 0).all(1).sum())
+    counts = f"n = {len(valid)}" + (f"; {zeros} zero" if zeros else "")
+    return f"{valid.mean():.3f} ({counts})" if len(valid) else f"all constant ({zeros} zero)"
 
 
 def randomised(model: nn.Module, names: list[str], seed: int) -> nn.Module:
@@ -77,7 +94,8 @@ def run_sanity(args: argparse.Namespace) -> None:
     cascade = CASCADES[args.arch]
     print(
         f"{args.arch}, layer {name}, {args.images} images: mean Spearman correlation "
-        "with the trained model's map (NaN-free images; n = their count)\n"
+        "with the trained model's map (NaN-free images; n = their count; zero: the "
+        "randomised model's maps that are zero everywhere)\n"
     )
     print("| randomised up to | " + " | ".join(args.methods) + " |")
     print("|" + " --- |" * (len(args.methods) + 1))
@@ -85,9 +103,8 @@ def run_sanity(args: argparse.Namespace) -> None:
         network = randomised(model, cascade[:step], args.seed)
         cells = []
         for method in args.methods:
-            correlation = rank_correlation(reference[method], maps(network, method))
-            valid = correlation[~torch.isnan(correlation)]
-            cells.append(f"{valid.mean():.3f} (n = {len(valid)})" if len(valid) else "all constant")
+            changed = maps(network, method)
+            cells.append(correlation_cell(rank_correlation(reference[method], changed), changed))
         print(f"| {cascade[step - 1]} | " + " | ".join(cells) + " |")
 
 
