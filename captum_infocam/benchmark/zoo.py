@@ -14,8 +14,8 @@ vision transformer, all ending in global average pooling and a linear layer:
 * ``"vit"``: a convolutional stem and four transformer blocks with global
   self-attention on an 8 x 8 grid of tokens (:class:`CompactViT`).
 
-Each has a ``"last"`` layer (the last convolutional stage, 8 x 8 for 64-pixel
-images, followed only by pooling and the classifier) and a ``"middle"`` one (an
+Each has a ``"last"`` layer (the last stage, 8 x 8 for 64-pixel images, followed
+only by pooling, the ViT's layer norm, and the classifier) and a ``"middle"`` one (an
 earlier stage whose suffix is itself a non-linear network); :data:`STAGES` lists
 every stage in order of depth, for the depth study. Retrain with
 ``python -m captum_infocam.benchmark train --arch resnet --replace-shipped`` (see
