@@ -36,7 +36,13 @@ from captum_infocam.benchmark.methods import (
     Explainer,
     check_methods,
 )
-from captum_infocam.benchmark.zoo import ARCHITECTURES, layer_name, load_model, weights_path
+from captum_infocam.benchmark.zoo import (
+    ARCHITECTURES,
+    ROLES,
+    layer_name,
+    load_model,
+    weights_path,
+)
 from captum_infocam.metrics import (
     average_drop,
     average_gain,
@@ -691,7 +697,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--layer",
         default="last",
-        help="'last', 'middle' or a module name (torchvision: e.g. layer4)",
+        help=", ".join(map(repr, ROLES)) + " or a module name (torchvision: e.g. layer4)",
     )
     # The defaults keep make demo to a few minutes of a 2-core CPU; docs/benchmark.md's
     # tables use --images 100 --pairs 50 --grids 25.

@@ -256,8 +256,8 @@ def layer_name(arch: str, layer: str) -> str:
     name = LAYERS[arch].get(layer, layer)
     if name not in dict(ARCHITECTURES[arch]().named_modules()) or not name:
         raise ValueError(
-            f"--layer must be 'last', 'middle' or a module of {arch}, e.g. one of its stages "
-            f"{STAGES[arch]}, got {layer!r}"
+            f"--layer must be {', '.join(map(repr, ROLES))} or a module of {arch}, e.g. one of "
+            f"its stages {STAGES[arch]}, got {layer!r}"
         )
     return name
 
