@@ -826,6 +826,25 @@ def test_timing_leaves_out_a_methods_first_call() -> None:
     assert len(records) == 2 and all(r["seconds"] < 0.25 for r in records)
 
 
+def test_speed_script_refuses_a_skip_name_it_does_not_time() -> None:
+    # "Score-CAM" is the benchmark's name; the speed script times "ScoreCAM (grad-cam)".
+    result = subprocess.run(
+        [
+            *(sys.executable, "timing/speed.py", "--setups", "resnet50/layer4", "--batches", "1"),
+            *("--device", "cpu", "--skip", "Score-CAM"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "| resnet50/layer4 |" not in result.stdout
+    assert "--skip: unknown ['Score-CAM']; the timed methods are ['LayerGradCam (captum)'" in (
+        result.stderr
+    )
+    assert "'ScoreCAM (grad-cam)'" in result.stderr
+
+
 def test_pytorch_grad_cam_methods_without_it_stop_the_run_naming_the_extra(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:

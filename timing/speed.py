@@ -183,7 +183,12 @@ def main() -> None:
     parser.add_argument(
         "--scorecam-max-batch", type=int, default=None, help="default: 1 on a CPU, 8 on CUDA"
     )
-    parser.add_argument("--skip", default="", help="comma-separated method names to skip")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help='comma-separated methods not to time, e.g. "ScoreCAM (grad-cam)"; '
+        "an unknown name stops the run and lists the timed methods",
+    )
     parser.add_argument("--memory", action="store_true")
     parser.add_argument(
         "--internal-batch-size",
@@ -201,13 +206,17 @@ def main() -> None:
         header += " peak MB over a forward |"
     print(header)
     print("|" + " --- |" * (header.count("|") - 1))
+    skip = [method for method in args.skip.split(",") if method]
     for name in args.setups.split(","):
         for batch in map(int, args.batches.split(",")):
             model, layer, layout, x, target = _setup(name, batch, device)
             runs, infocam = methods(model, layer, layout, args.internal_batch_size)
+            unknown = [method for method in skip if method not in runs]
+            if unknown:
+                parser.error(f"--skip: unknown {unknown}; the timed methods are {list(runs)}")
             baseline = None
             for method, run in runs.items():
-                if method in args.skip.split(","):
+                if method in skip:
                     continue
                 if method in ("ScoreCAM (grad-cam)", IBA_COST) and batch > scorecam_max:
                     continue
