@@ -87,7 +87,7 @@ def run_sweep(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     model = load_model(args.arch)
     sources = shapes_splits(args.images, args.pairs, args.grids, args.seed)
-    labels = [f"{m.label}{'↑' if m.higher_is_better else '↓'}" for m in METRICS]
+    labels = [m.heading for m in METRICS]
     for role in args.layers:
         layer_name = LAYERS[args.arch][role]
         layer = model.get_submodule(layer_name)
