@@ -441,7 +441,8 @@ def test_run_says_what_it_measures_before_it_starts(
         "  pair: 2 items, 1 two-object image, each explained for both of its classes",
         "  grid: 4 items, 1 grid of 2 x 2 one-object images, each explained for every cell's class",
         "Methods: Centre, Grad-CAM",
-        "  not run: Score-CAM, slow on a CPU; add it with --methods Centre,Grad-CAM,Score-CAM",
+        "  not run (slow on a CPU): Score-CAM, Ablation-CAM; add with "
+        "--methods Centre,Grad-CAM,Score-CAM,Ablation-CAM",
         "InfoCAM settings: steps=2",
         "Metrics: AD, AI, AG, iAD, iAI, Ins, Del, MoRF, LeRF, EPG, PG, GPG, explained under the "
         "tables (definitions: docs/metrics.md); insertion and deletion in 2 steps, "
@@ -556,13 +557,14 @@ def test_slow_methods_run_only_when_named(tmp_path: Path, capsys) -> None:
         [
             *("run", "--images", "1", "--pairs", "0", "--grids", "0", "--n-steps", "2"),
             "--no-figure",
-            *("--methods", "Grad-CAM,Score-CAM", "--out", str(tmp_path)),
+            *("--methods", "Grad-CAM,Score-CAM,Ablation-CAM", "--out", str(tmp_path)),
         ]
     )
     printed = capsys.readouterr().out
-    assert "| Score-CAM |" in printed and "not run" not in printed
+    assert "| Score-CAM |" in printed and "| Ablation-CAM |" in printed
+    assert "not run" not in printed
     records = json.loads((tmp_path / "resnet_layer3_records.json").read_text())
-    assert [r["method"] for r in records] == ["Grad-CAM", "Score-CAM"]
+    assert [r["method"] for r in records] == ["Grad-CAM", "Score-CAM", "Ablation-CAM"]
 
 
 def test_run_records_equal_direct_metric_calls(tmp_path: Path) -> None:

@@ -548,7 +548,7 @@ def header(
     skipped = [method for method in SLOW_METHODS if method not in methods]
     if skipped:
         lines.append(
-            f"  not run: {', '.join(skipped)}, slow on a CPU; add it with "
+            f"  not run (slow on a CPU): {', '.join(skipped)}; add with "
             f"--methods {','.join([*methods, *skipped])}"
         )
     lines += [
@@ -708,7 +708,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_METHODS,
         help="comma-separated, from: "
         + ", ".join(METHODS)
-        + f"; default: {','.join(DEFAULT_METHODS)} ({', '.join(SLOW_METHODS)} is slow on a CPU)",
+        + f"; default: {','.join(DEFAULT_METHODS)} (slow on a CPU: {', '.join(SLOW_METHODS)})",
     )
     parser.add_argument(
         "--infocam",
