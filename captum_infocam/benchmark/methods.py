@@ -193,8 +193,8 @@ def check_methods(names: Sequence[str]) -> None:
 #: Methods that cost far more than the others on a CPU, run only when ``--methods`` names
 #: them. Score-CAM scores one masked image per channel of the layer, Ablation-CAM one
 #: image with that channel zeroed: on the shipped ResNet's last layer, 128 forward passes
-#: per map, about 0.27 s per image on 2 CPU cores against Grad-CAM's 0.001 s
-#: (docs/benchmark.md).
+#: per map (Score-CAM: about 0.27 s per image on 2 CPU cores against Grad-CAM's 0.001 s;
+#: docs/benchmark.md).
 SLOW_METHODS = ("Score-CAM", "Ablation-CAM")
 #: What ``run`` compares unless ``--methods`` says otherwise: all but the slow methods
 #: and InfoCAM's first-release fit, which is compared on request only.
