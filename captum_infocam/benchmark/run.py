@@ -38,7 +38,7 @@ from captum_infocam.benchmark.methods import (
 )
 from captum_infocam.benchmark.zoo import (
     ARCHITECTURES,
-    ROLES,
+    QUOTED_ROLES,
     layer_name,
     load_model,
     weights_path,
@@ -697,7 +697,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--layer",
         default="last",
-        help=", ".join(map(repr, ROLES)) + " or a module name (torchvision: e.g. layer4)",
+        help=QUOTED_ROLES + " or a module name (torchvision: e.g. layer4)",
     )
     # The defaults keep make demo to a few minutes of a 2-core CPU; docs/benchmark.md's
     # tables use --images 100 --pairs 50 --grids 25.

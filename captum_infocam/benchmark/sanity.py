@@ -19,7 +19,13 @@ from torch import Tensor, nn
 from captum_infocam.benchmark.cli import count, positive
 from captum_infocam.benchmark.items import ShapesItems
 from captum_infocam.benchmark.methods import METHODS, check_methods
-from captum_infocam.benchmark.zoo import ARCHITECTURES, ROLES, STAGES, layer_name, load_model
+from captum_infocam.benchmark.zoo import (
+    ARCHITECTURES,
+    QUOTED_ROLES,
+    STAGES,
+    layer_name,
+    load_model,
+)
 from captum_infocam.metrics import saliency_maps
 
 __all__ = [
@@ -113,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch", choices=sorted(ARCHITECTURES), default="resnet", help="the shipped network"
     )
-    parser.add_argument("--layer", default="last", help=", ".join(map(repr, ROLES)) + " or a stage")
+    parser.add_argument("--layer", default="last", help=QUOTED_ROLES + " or a stage")
     parser.add_argument("--images", type=positive, default=50, help="one-object images")
     parser.add_argument(
         "--methods",

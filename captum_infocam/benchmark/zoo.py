@@ -36,6 +36,7 @@ from captum_infocam.benchmark.data import CLASSES
 __all__ = [
     "ARCHITECTURES",
     "LAYERS",
+    "QUOTED_ROLES",
     "ROLES",
     "STAGES",
     "CompactResNet",
@@ -230,6 +231,8 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 
 #: The roles of the explained layers: the last stage, and a middle one.
 ROLES = ("last", "middle")
+#: The roles as the command lines' help and errors spell them: ``'last', 'middle'``.
+QUOTED_ROLES = ", ".join(map(repr, ROLES))
 #: The explained layers of each architecture, one per role of :data:`ROLES`.
 LAYERS: dict[str, dict[str, str]] = {
     "resnet": {"last": "layer3", "middle": "layer2"},
@@ -256,7 +259,7 @@ def layer_name(arch: str, layer: str) -> str:
     name = LAYERS[arch].get(layer, layer)
     if name not in dict(ARCHITECTURES[arch]().named_modules()) or not name:
         raise ValueError(
-            f"--layer must be {', '.join(map(repr, ROLES))} or a module of {arch}, e.g. one of "
+            f"--layer must be {QUOTED_ROLES} or a module of {arch}, e.g. one of "
             f"its stages {STAGES[arch]}, got {layer!r}"
         )
     return name
